@@ -1,0 +1,204 @@
+"""Strip a kernel log line of its transport prefix, whatever wrote it.
+
+The same kernel message reaches operators through several writers, each with its own
+prefix: ``/dev/kmsg`` records, ``dmesg`` and ``dmesg -T``, syslog / kern.log / messages
+(BSD or RFC 3339 stamps, with ``#012``-escaped newlines), and ``journalctl -k`` in its
+short, short-precise, short-iso and short-full forms. :class:`LineDecoder` turns each raw
+line into the message text plus what the prefix said: host, seconds since boot, wall
+clock, kmsg sequence number, and whether the line came from the kernel at all.
+
+Pure: strings in, values out.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MONTHS: dict[str, int] = {}
+for _number, _names in enumerate(
+    (
+        "jan ene gen janv jän",
+        "feb fév fev févr",
+        "mar mär mrz märz mars",
+        "apr abr avr",
+        "may mai mag mayo",
+        "jun jui juin giu",
+        "jul juil lug",
+        "aug ago aoû aou août",
+        "sep set sept",
+        "oct okt ott out",
+        "nov",
+        "dec dez dic déc",
+    ),
+    start=1,
+):
+    for _name in _names.split():
+        MONTHS[_name] = _number
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One kernel message line with its prefix taken apart."""
+
+    text: str
+    host: str | None = None
+    kernel_timestamp: float | None = None
+    time: str | None = None
+    log_time: str | None = None
+    seq: int | None = None
+    kernel: bool = True
+    """False for a syslog/journal line written by anything but the kernel."""
+
+
+_KMSG = re.compile(r"(\d+),(\d+),(\d+),[^;]*;(.*)", re.S)
+_KMSG_DICT = re.compile(r" [A-Z_]+=")
+_DMESG_TS = re.compile(r"\[\s*(\d+\.\d+)\]\s?(?:\[\s*[TC]\d+\]\s?)?")
+_PRIO = re.compile(r"<\d{1,3}>")
+_DMESG_X = re.compile(
+    r"(?:kern|user|mail|daemon|auth|syslog|lpr|news|uucp|cron|authpriv|ftp|local\d)\s*:"
+    r"(?:emerg|alert|crit|err|warn|notice|info|debug)\s*: ?"
+)
+_DMESG_T = re.compile(
+    r"\[\s*(\w+)\.?\s+(\w+)\.?\s+(\d{1,2})\s+(\d\d:\d\d:\d\d)\s+(\d{4})\s*\]\s?", re.U
+)
+_BSD = re.compile(
+    r"(?P<mon>[A-Za-zÀ-ÿ]{3,4})\.?\s+(?P<day>\d{1,2}) (?P<clock>\d\d:\d\d:\d\d)(?P<frac>\.\d+)?"
+    r" (?P<host>\S+) (?P<tag>[^\s:\[]+)(?:\[\d+\])?: ?"
+)
+_ISO = re.compile(
+    r"(?P<date>\d{4}-\d\d-\d\d)[T ](?P<clock>\d\d:\d\d:\d\d)(?P<frac>[.,]\d+)?"
+    r"(?P<tz>Z|[+-]\d\d:?\d\d)? (?P<host>\S+) (?P<tag>[^\s:\[]+)(?:\[\d+\])?: ?"
+)
+_FULL = re.compile(
+    r"[A-Za-z]{3} (?P<date>\d{4}-\d\d-\d\d) (?P<clock>\d\d:\d\d:\d\d)(?P<frac>\.\d+)?"
+    r" (?P<tz>[A-Za-z][A-Za-z0-9+-]*) (?P<host>\S+) (?P<tag>[^\s:\[]+)(?:\[\d+\])?: ?"
+)
+_ESCAPED = re.compile(r"#0(1[12])")
+
+
+def _month(name: str) -> int | None:
+    return MONTHS.get(name.lower().rstrip("."))
+
+
+def _iso_tz(tz: str | None) -> str:
+    if not tz:
+        return ""
+    if tz == "Z":
+        return "+00:00"
+    if ":" not in tz:
+        return f"{tz[:3]}:{tz[3:]}"
+    return tz
+
+
+class LineDecoder:
+    """Decodes raw lines one at a time; remembers what a continuation line needs.
+
+    ``year`` supplies the year that BSD syslog stamps leave out. Without it the record's
+    ``time`` stays empty for those lines and only ``log_time`` carries the stamp.
+    """
+
+    def __init__(self, *, year: int | None = None) -> None:
+        self.year = year
+        self._last_kmsg = False
+        self._last_host: str | None = None
+
+    def decode(self, raw: str) -> list[LogLine]:
+        """The message lines carried by one raw line (several where ``#012`` was escaped)."""
+        line = raw.rstrip("\r\n")
+        if not line:
+            return []
+        if self._last_kmsg and _KMSG_DICT.match(line):
+            return []  # a /dev/kmsg dictionary continuation (SUBSYSTEM=, DEVICE=)
+        m = _KMSG.match(line)
+        if m:
+            self._last_kmsg = True
+            self._last_host = None
+            return [
+                LogLine(
+                    text=m.group(4),
+                    kernel_timestamp=int(m.group(3)) / 1e6,
+                    seq=int(m.group(2)),
+                )
+            ]
+        self._last_kmsg = False
+        if line.startswith("-- ") and (" --" in line[3:] or line.startswith("-- Logs begin")):
+            return []  # journalctl's boot / "logs begin" markers
+        if line[0] == "<":
+            m = _PRIO.match(line)
+            if m:
+                line = line[m.end() :]
+        if line[:1] == "[":
+            return [self._dmesg(line)]
+        m = _DMESG_X.match(line)
+        if m:
+            return self.decode(line[m.end() :]) or []
+        c = line[0]
+        if c.isdigit():
+            m = _ISO.match(line)
+            if m:
+                time = f"{m['date']}T{m['clock']}{(m['frac'] or '').replace(',', '.')}"
+                time += _iso_tz(m["tz"])
+                stamp = line[: m.start("host") - 1]
+                return self._syslog(line[m.end() :], m["host"], m["tag"], time, stamp)
+        elif c.isalpha():
+            m = _BSD.match(line)
+            if m:
+                mon = _month(m["mon"])
+                time = None
+                if mon is not None and self.year is not None:
+                    time = f"{self.year:04d}-{mon:02d}-{int(m['day']):02d}T{m['clock']}"
+                    time += m["frac"] or ""
+                stamp = line[: m.start("host") - 1]
+                return self._syslog(line[m.end() :], m["host"], m["tag"], time, stamp)
+            m = _FULL.match(line)
+            if m:
+                time = f"{m['date']}T{m['clock']}{m['frac'] or ''}"
+                stamp = line[: m.start("host") - 1]
+                return self._syslog(line[m.end() :], m["host"], m["tag"], time, stamp)
+        # A message with no prefix: a continuation of the previous writer's host.
+        return [LogLine(text=line, host=self._last_host)]
+
+    def _dmesg(self, line: str) -> LogLine:
+        m = _DMESG_TS.match(line)
+        if m:
+            self._last_host = None
+            return LogLine(text=line[m.end() :], kernel_timestamp=float(m.group(1)))
+        m = _DMESG_T.match(line)
+        if m:
+            self._last_host = None
+            mon = _month(m.group(2))
+            stamp = line[1 : m.end()].strip().rstrip("]").strip()
+            time = None
+            if mon is not None:
+                time = f"{m.group(5)}-{mon:02d}-{int(m.group(3)):02d}T{m.group(4)}"
+            return LogLine(text=line[m.end() :], time=time, log_time=stamp)
+        return LogLine(text=line, host=self._last_host)  # a task-table row, "[<addr>]" ...
+
+    def _syslog(
+        self, text: str, host: str, tag: str, time: str | None, stamp: str
+    ) -> list[LogLine]:
+        self._last_host = host
+        kernel = tag == "kernel"
+        kts: float | None = None
+        if kernel and text[:1] == "[":
+            m = _DMESG_TS.match(text)
+            if m:
+                kts = float(m.group(1))
+                text = text[m.end() :]
+        pieces = [text]
+        if "#01" in text:
+            pieces = _ESCAPED.sub(lambda e: "\n" if e.group(1) == "12" else "\t", text).split(
+                "\n"
+            )
+        return [
+            LogLine(
+                text=piece,
+                host=host,
+                kernel_timestamp=kts,
+                time=time,
+                log_time=stamp,
+                kernel=kernel,
+            )
+            for piece in pieces
+        ]
