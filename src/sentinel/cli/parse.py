@@ -1,0 +1,184 @@
+"""``sentinel parse``: kernel OOM kill records from kmsg, log files or stdin."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from sentinel.cli.common import EXIT_NOTHING, EXIT_OK, ProgressBar, default_format
+from sentinel.errors import SentinelError, SourceError
+from sentinel.kernel.oom import OomParser
+from sentinel.kernel.scan import scan_chunks
+from sentinel.model import KillRecord
+from sentinel.sources.kmsg import KmsgReader
+from sentinel.sources.logfile import read_chunks, read_stdin_chunks
+
+PROGRESS_MIN_BYTES = 16 << 20
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "parse",
+        help="print the kernel OOM kill records found in kernel logs",
+        description=(
+            "Find kernel OOM kill records in /dev/kmsg, log files (syslog, kern.log, "
+            "messages, dmesg, journalctl -k output; plain or gzip) or stdin, and print "
+            "one per kill. Exit 0 when at least one was found, 1 when none, 2 on error."
+        ),
+    )
+    p.add_argument(
+        "sources",
+        nargs="*",
+        metavar="SOURCE",
+        help="a file, '-' for stdin, or 'kmsg' for /dev/kmsg (the default)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("json", "table"),
+        help="json: one object per line; table: for people (default on a terminal)",
+    )
+    p.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="keep reading: new kmsg records, growing files (survives rotation)",
+    )
+    p.add_argument(
+        "--year",
+        type=int,
+        help="year for syslog stamps that omit it (fills the 'time' key)",
+    )
+    p.add_argument("--kmsg-path", type=Path, default=Path("/dev/kmsg"), help=argparse.SUPPRESS)
+    p.set_defaults(run=run)
+
+
+def records_from(source: str, args: argparse.Namespace) -> Iterator[KillRecord]:
+    """Every kill record of one SOURCE, in order; follows it with ``--follow``."""
+    parser = OomParser(year=args.year)
+    if source == "kmsg":
+        for line in KmsgReader(args.kmsg_path, follow=args.follow):
+            if line is None:
+                yield from parser.flush()
+            else:
+                yield from parser.feed(line)
+        yield from parser.flush()
+        return
+    if source == "-":
+        yield from scan_chunks(read_stdin_chunks(follow=args.follow), parser)
+        return
+    path = Path(source)
+    if path.is_dir():
+        raise SourceError(f"{path} is a directory, not a log file")
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise SourceError(f"cannot open {path}: {e.strerror}") from e
+    bar = ProgressBar(str(path), size) if size >= PROGRESS_MIN_BYTES else None
+    try:
+        yield from scan_chunks(
+            read_chunks(path, follow=args.follow, progress=bar.update if bar else None),
+            parser,
+        )
+    finally:
+        if bar:
+            bar.close()
+
+
+class TablePrinter:
+    COLUMNS = ("TIME", "HOST", "VICTIM", "RSS", "CONTAINER/POD", "OOM")
+    WIDTHS = (26, 14, 28, 10, 28, 0)
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.header_done = False
+
+    def row(self, values: tuple[str, ...]) -> None:
+        cells = [v.ljust(w) if w else v for v, w in zip(values, self.WIDTHS, strict=True)]
+        self.out.write("  ".join(cells).rstrip() + "\n")
+
+    def print(self, r: KillRecord) -> None:
+        if not self.header_done:
+            self.row(self.COLUMNS)
+            self.header_done = True
+        self.row(table_cells(r))
+
+
+def table_cells(r: KillRecord) -> tuple[str, ...]:
+    when = r.time or r.log_time
+    if when is None and r.kernel_timestamp is not None:
+        when = f"{r.kernel_timestamp:.3f}s after boot"
+    victim = f"{r.comm or '?'} [{r.pid}]"
+    rss = f"{r.rss_kb / 1024:.1f} MiB" if r.rss_kb is not None else "-"
+    where = "-"
+    if r.pod_uid:
+        where = f"pod {r.pod_uid[:8]}" + (f"/{r.container_id[:12]}" if r.container_id else "")
+    elif r.container_id:
+        where = f"{r.runtime or 'container'} {r.container_id[:12]}"
+    elif r.systemd_unit:
+        where = r.systemd_unit
+    elif r.task_memcg:
+        where = r.task_memcg
+    if r.global_ is True:
+        scope = "host-wide"
+    elif r.global_ is False:
+        scope = f"cgroup limit {r.oom_memcg}" if r.oom_memcg else "cgroup limit"
+    else:
+        scope = "?"
+    if r.constraint and r.constraint not in ("CONSTRAINT_NONE", "CONSTRAINT_MEMCG"):
+        scope += f" ({r.constraint})"
+    return (when or "-", r.host or "-", victim, rss, where, scope)
+
+
+def run(args: argparse.Namespace) -> int:
+    fmt = args.format or default_format()
+    sources = args.sources or ["kmsg"]
+    out = sys.stdout
+    table = TablePrinter(out) if fmt == "table" else None
+    found = 0
+
+    def emit(record: KillRecord) -> None:
+        nonlocal found
+        found += 1
+        if table is not None:
+            table.print(record)
+        else:
+            out.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
+        out.flush()
+
+    if args.follow and len(sources) > 1:
+        _follow_many(sources, args, emit)
+    else:
+        for source in sources:
+            for record in records_from(source, args):
+                emit(record)
+    if table is not None and found == 0 and out.isatty():
+        print("no OOM kill records found", file=sys.stderr)
+    return EXIT_OK if found else EXIT_NOTHING
+
+
+def _follow_many(sources: list[str], args: argparse.Namespace, emit: Any) -> None:
+    """One reader thread per source; records are printed by this thread, as they come."""
+    q: queue.Queue[KillRecord | BaseException] = queue.Queue()
+
+    def pump(source: str) -> None:
+        try:
+            for record in records_from(source, args):
+                q.put(record)
+        except BaseException as e:  # handed to the main thread, which re-raises it
+            q.put(e)
+
+    for source in sources:
+        threading.Thread(target=pump, args=(source,), daemon=True, name=source).start()
+    while True:
+        item = q.get()
+        if isinstance(item, SentinelError | KeyboardInterrupt):
+            raise item
+        if isinstance(item, BaseException):
+            raise SentinelError(f"reading failed: {item}") from item
+        emit(item)

@@ -1,0 +1,1 @@
+"""Readers: the only code that touches files, devices and sockets to produce model values."""
