@@ -188,9 +188,7 @@ class LineDecoder:
                 text = text[m.end() :]
         pieces = [text]
         if "#01" in text:
-            pieces = _ESCAPED.sub(lambda e: "\n" if e.group(1) == "12" else "\t", text).split(
-                "\n"
-            )
+            pieces = _ESCAPED.sub(lambda e: "\n" if e.group(1) == "12" else "\t", text).split("\n")
         return [
             LogLine(
                 text=piece,

@@ -23,9 +23,7 @@ import re
 from dataclasses import dataclass
 
 _HEX64 = r"[0-9a-f]{64}"
-_SCOPED = re.compile(
-    rf"(?P<kind>docker|cri-containerd|crio|libpod)-(?P<id>{_HEX64})(?:\.scope)?"
-)
+_SCOPED = re.compile(rf"(?P<kind>docker|cri-containerd|crio|libpod)-(?P<id>{_HEX64})(?:\.scope)?")
 _BARE = re.compile(_HEX64)
 _POD = re.compile(
     r"(?:kubepods(?:-(?:burstable|besteffort))?-)?pod"

@@ -295,9 +295,7 @@ class OomParser:
 
     # -- building records -------------------------------------------------------------
 
-    def _killed(
-        self, line: LogLine, m: re.Match[str], report: _Report | None
-    ) -> list[KillRecord]:
+    def _killed(self, line: LogLine, m: re.Match[str], report: _Report | None) -> list[KillRecord]:
         out: list[KillRecord] = []
         pid = int(m["pid"])
         if report is None:

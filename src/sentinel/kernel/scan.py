@@ -13,9 +13,7 @@ from sentinel.kernel.oom import OomParser
 from sentinel.model import KillRecord
 
 
-def scan_chunks(
-    chunks: Iterable[bytes], parser: OomParser | None = None
-) -> Iterator[KillRecord]:
+def scan_chunks(chunks: Iterable[bytes], parser: OomParser | None = None) -> Iterator[KillRecord]:
     """All kill records in a byte stream cut at arbitrary places, in log order."""
     parser = parser if parser is not None else OomParser()
     tail = b""

@@ -15,7 +15,7 @@ import select
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, cast
 
 from sentinel.errors import SourceError
 
@@ -44,12 +44,12 @@ def read_chunks(
     if compressed:
         try:
             with gzip.open(path, "rb") as gz:
-                yield from _drain(gz, progress)
+                yield from _drain(cast(IO[bytes], gz), progress)
         except (OSError, EOFError) as e:
             raise SourceError(f"cannot read {path}: {e}") from e
         return
     try:
-        f = path.open("rb")
+        f: IO[bytes] = path.open("rb")
     except OSError as e:
         raise SourceError(f"cannot open {path}: {e.strerror}") from e
     try:
@@ -68,7 +68,7 @@ def read_chunks(
         f.close()
 
 
-def _drain(f: BinaryIO, progress: Progress | None) -> Iterator[bytes]:
+def _drain(f: IO[bytes], progress: Progress | None) -> Iterator[bytes]:
     done = 0
     while True:
         data = f.read(CHUNK)
@@ -80,7 +80,7 @@ def _drain(f: BinaryIO, progress: Progress | None) -> Iterator[bytes]:
         yield data
 
 
-def _reopen_if_rotated(path: Path, f: BinaryIO) -> tuple[BinaryIO, bool]:
+def _reopen_if_rotated(path: Path, f: IO[bytes]) -> tuple[IO[bytes], bool]:
     """``tail -F``: a truncated file is read again from 0; a replaced one is reopened."""
     st = os.fstat(f.fileno())
     if st.st_size < f.tell():
