@@ -23,7 +23,7 @@ for _number, _names in enumerate(
         "mar mär mrz märz mars",
         "apr abr avr",
         "may mai mag mayo",
-        "jun jui juin giu",
+        "jun juin giu",
         "jul juil lug",
         "aug ago aoû aou août",
         "sep set sept",
@@ -59,9 +59,11 @@ _DMESG_X = re.compile(
     r"(?:kern|user|mail|daemon|auth|syslog|lpr|news|uucp|cron|authpriv|ftp|local\d)\s*:"
     r"(?:emerg|alert|crit|err|warn|notice|info|debug)\s*: ?"
 )
-_DMESG_T = re.compile(
-    r"\[\s*(\w+)\.?\s+(\w+)\.?\s+(\d{1,2})\s+(\d\d:\d\d:\d\d)\s+(\d{4})\s*\]\s?", re.U
-)
+_DMESG_T = re.compile(r"\[([^\[\]]*?\d\d:\d\d:\d\d[^\[\]]*?)\]\s?")
+_STAMP_YEAR = re.compile(r"\b(\d{4})\b")
+_STAMP_CLOCK = re.compile(r"\b(\d\d:\d\d:\d\d)\b")
+_STAMP_DAY = re.compile(r"(?<![\d:])(\d{1,2})\.?(?![\d:])")
+_STAMP_WORD = re.compile(r"[^\W\d_]+", re.U)
 _BSD = re.compile(
     r"(?P<mon>[A-Za-zÀ-ÿ]{3,4})\.?\s+(?P<day>\d{1,2}) (?P<clock>\d\d:\d\d:\d\d)(?P<frac>\.\d+)?"
     r" (?P<host>\S+) (?P<tag>[^\s:\[]+)(?:\[\d+\])?: ?"
@@ -78,7 +80,29 @@ _ESCAPED = re.compile(r"#0(1[12])")
 
 
 def _month(name: str) -> int | None:
-    return MONTHS.get(name.lower().rstrip("."))
+    name = name.lower().rstrip(".")
+    for size in (len(name), 4, 3):
+        number = MONTHS.get(name[:size])
+        if number is not None:
+            return number
+    return None
+
+
+def _stamp_time(stamp: str) -> str | None:
+    """ISO time from a ``dmesg -T`` stamp in any locale's word order, or None."""
+    year = _STAMP_YEAR.search(stamp)
+    clock = _STAMP_CLOCK.search(stamp)
+    if not year or not clock:
+        return None
+    rest = stamp.replace(year.group(0), " ").replace(clock.group(0), " ")
+    day = _STAMP_DAY.search(rest)
+    words = _STAMP_WORD.findall(rest)
+    months = [m for m in (_month(w) for w in words) if m is not None]
+    if len(months) > 1:  # "mar." is Tuesday in French and Spanish: skip the weekday
+        months = [m for m in (_month(w) for w in words[1:]) if m is not None]
+    if not day or len(months) != 1:
+        return None
+    return f"{year.group(1)}-{months[0]:02d}-{int(day.group(1)):02d}T{clock.group(1)}"
 
 
 def _iso_tz(tz: str | None) -> str:
@@ -165,14 +189,10 @@ class LineDecoder:
             self._last_host = None
             return LogLine(text=line[m.end() :], kernel_timestamp=float(m.group(1)))
         m = _DMESG_T.match(line)
-        if m:
+        if m and _STAMP_YEAR.search(m.group(1)):
             self._last_host = None
-            mon = _month(m.group(2))
-            stamp = line[1 : m.end()].strip().rstrip("]").strip()
-            time = None
-            if mon is not None:
-                time = f"{m.group(5)}-{mon:02d}-{int(m.group(3)):02d}T{m.group(4)}"
-            return LogLine(text=line[m.end() :], time=time, log_time=stamp)
+            stamp = m.group(1).strip()
+            return LogLine(text=line[m.end() :], time=_stamp_time(stamp), log_time=stamp)
         return LogLine(text=line, host=self._last_host)  # a task-table row, "[<addr>]" ...
 
     def _syslog(

@@ -1,0 +1,15 @@
+"""Shared test setup. Real components first: see tests/cgroups.py and docker fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    return DATA
