@@ -97,3 +97,107 @@ class KillRecord:
         if "tasks" in kwargs:
             kwargs["tasks"] = tuple(kwargs["tasks"])
         return cls(**kwargs)
+
+
+# --- Memory samples (cgroup, host, process): what the sources read at every tick. ---
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryPressure:
+    """Pressure stall information (PSI) for memory, as in ``memory.pressure``.
+
+    ``some``: share of wall time in which at least one task stalled on memory; ``full``:
+    in which all non-idle tasks stalled at once. Averages are percentages over 10, 60 and
+    300 s; totals are cumulative stall time in microseconds.
+    """
+
+    some_avg10: float
+    some_avg60: float
+    some_avg300: float
+    some_total_us: int
+    full_avg10: float
+    full_avg60: float
+    full_avg300: float
+    full_total_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemorySample:
+    """One reading of one memory cgroup (v1 or v2), taken at monotonic time ``t`` (s).
+
+    Sizes are bytes. A limit of ``None`` means unlimited (v1's 9223372036854771712, v2's
+    ``max``). ``effective_limit_bytes`` is the tightest limit on the path from the cgroup to
+    the root and ``effective_limit_cgroup`` the cgroup that sets it (the innermost one when
+    several share the value). ``None`` where the cgroup version does not have the figure.
+    """
+
+    t: float
+    cgroup: str
+    """The cgroup path as ``/proc/PID/cgroup`` shows it (``/`` is the hierarchy root)."""
+    usage_bytes: int
+    """v1 ``memory.usage_in_bytes``, v2 ``memory.current``: what the limit is checked against."""
+    working_set_bytes: int
+    """Usage minus inactive file cache, floored at 0 (what kubelet evicts and reports on)."""
+    anon_bytes: int | None
+    """Anonymous memory: v1 ``total_rss``, v2 ``anon``."""
+    cache_bytes: int | None
+    """Page cache: v1 ``total_cache``, v2 ``file``."""
+    limit_bytes: int | None
+    effective_limit_bytes: int | None
+    effective_limit_cgroup: str | None
+    limit_hits: int | None
+    """Times usage hit the limit: v1 ``memory.failcnt``, v2 ``memory.events`` ``max``."""
+    oom: int | None
+    """v2 ``memory.events`` ``oom`` (the limit was hit and reclaim failed); v1 has no count."""
+    oom_kill: int | None
+    """Processes killed by the OOM killer in this cgroup: v1 ``memory.oom_control``
+    ``oom_kill`` (this cgroup only, kernel 4.13+), v2 ``memory.events`` (with descendants)."""
+    pressure: MemoryPressure | None = None
+
+    @property
+    def headroom_bytes(self) -> int | None:
+        """Bytes left before the effective limit; ``None`` when nothing limits the cgroup."""
+        if self.effective_limit_bytes is None:
+            return None
+        return self.effective_limit_bytes - self.usage_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HostMemorySample:
+    """The machine as a whole, from ``/proc/meminfo``, ``/proc/vmstat`` and PSI (bytes)."""
+
+    t: float
+    total_bytes: int
+    available_bytes: int
+    """``MemAvailable``: what can be allocated without swapping; what the host forecast uses."""
+    free_bytes: int
+    swap_total_bytes: int
+    swap_free_bytes: int
+    oom_kill: int | None
+    """``/proc/vmstat`` ``oom_kill``: every OOM kill since boot, host and cgroup (4.13+)."""
+    pressure: MemoryPressure | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSample:
+    """One process's memory and OOM-killer standing, from ``/proc/PID`` (sizes in bytes).
+
+    Memory fields are ``None`` for kernel threads, which have no address space.
+    """
+
+    t: float
+    pid: int
+    comm: str
+    uid: int | None
+    rss_bytes: int | None
+    anon_bytes: int | None
+    file_bytes: int | None
+    shmem_bytes: int | None
+    swap_bytes: int | None
+    peak_rss_bytes: int | None
+    oom_score: int
+    """The kernel's current badness score (0 to 2000); the highest is killed first."""
+    oom_score_adj: int
+    """-1000 (never kill) to 1000 (kill first)."""
+    cgroup: str | None
+    """The process's memory cgroup path (v1 memory line, else the v2 ``0::`` line)."""
