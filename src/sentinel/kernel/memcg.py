@@ -77,6 +77,8 @@ def identify(path: str | None) -> MemcgIdentity:
                 qos = "guaranteed"
             if pod:
                 pod_uid = pod["uid"].replace("_", "-")
+        elif kube and part in ("burstable", "besteffort"):
+            qos = part
         elif pod and kube:
             pod_uid = pod["uid"].replace("_", "-")
         elif m := _SCOPED.fullmatch(part):

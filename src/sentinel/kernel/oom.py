@@ -170,7 +170,7 @@ class OomParser:
         text = line.text
         host = line.host
         report = self._reports.get(host)
-        if "oom" in text or "Kill" in text or "killed as a result" in text:
+        if "oom" in text or "ill" in text:  # oom-killer, oom-kill:, Kill(ed), killed as, killable
             handled = self._marker_line(line, report, out)
             if handled:
                 return True
