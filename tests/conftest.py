@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["docker_fixtures"]  # docker_daemon, leaker_image, run_container
+
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parents[1]
 

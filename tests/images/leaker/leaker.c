@@ -13,6 +13,9 @@
  *   --step-ms N     LEAKER_STEP_MS       milliseconds between steps (default 100)
  *   --hold          LEAKER_HOLD=1        after reaching the cap, sleep until signalled
  *                                        (the default); --exit: exit 0 at the cap
+ *   --wait-usr1     LEAKER_WAIT_USR1=1   after the baseline, wait for SIGUSR1 before
+ *                                        leaking (`docker kill -s USR1`): lets a test see
+ *                                        the running container before it leaks
  *
  * A static binary for an image FROM scratch: no libc at run time, no shell.
  */
@@ -29,13 +32,17 @@
 #define MIB (1024UL * 1024UL)
 
 static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t go_signal;
 
 static void on_signal(int sig) { stop_signal = sig; }
+static void on_go(int sig) { go_signal = sig; }
 
 static void usage(const char *prog) {
     fprintf(stderr,
-            "usage: %s [--rate MiB] [--cap MiB] [--baseline MiB] [--step-ms N] [--hold|--exit]\n"
-            "env: LEAKER_RATE_MIB LEAKER_CAP_MIB LEAKER_BASELINE_MIB LEAKER_STEP_MS LEAKER_HOLD\n",
+            "usage: %s [--rate MiB] [--cap MiB] [--baseline MiB] [--step-ms N] [--hold|--exit]"
+            " [--wait-usr1]\n"
+            "env: LEAKER_RATE_MIB LEAKER_CAP_MIB LEAKER_BASELINE_MIB LEAKER_STEP_MS LEAKER_HOLD"
+            " LEAKER_WAIT_USR1\n",
             prog);
 }
 
@@ -88,6 +95,8 @@ int main(int argc, char **argv) {
     double step_ms = env_number("LEAKER_STEP_MS", 100);
     const char *hold_env = getenv("LEAKER_HOLD");
     int hold = !(hold_env != NULL && strcmp(hold_env, "0") == 0);
+    const char *wait_env = getenv("LEAKER_WAIT_USR1");
+    int wait_usr1 = wait_env != NULL && strcmp(wait_env, "1") == 0;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -95,6 +104,8 @@ int main(int argc, char **argv) {
             hold = 1;
         } else if (strcmp(a, "--exit") == 0) {
             hold = 0;
+        } else if (strcmp(a, "--wait-usr1") == 0) {
+            wait_usr1 = 1;
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(argv[0]);
             return 0;
@@ -122,16 +133,29 @@ int main(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    /* Installed even without --wait-usr1: a stray USR1 must not kill the leaker. */
+    sa.sa_handler = on_go;
+    sigaction(SIGUSR1, &sa, NULL);
 
     /* Line-buffered so `docker logs` shows each line as it happens. */
     setvbuf(stdout, NULL, _IOLBF, 0);
-    printf("leaker: start pid=%d rate_mib_s=%g cap_mib=%g baseline_mib=%g step_ms=%g hold=%d\n",
-           (int)getpid(), rate, cap, baseline, step_ms, hold);
+    printf("leaker: start pid=%d rate_mib_s=%g cap_mib=%g baseline_mib=%g step_ms=%g hold=%d"
+           " wait_usr1=%d\n",
+           (int)getpid(), rate, cap, baseline, step_ms, hold, wait_usr1);
 
     if (!grab((size_t)(baseline * MIB), 0xb5)) {
         return 3;
     }
     printf("leaker: baseline done total_mib=%g\n", baseline);
+    if (wait_usr1) {
+        printf("leaker: waiting for SIGUSR1\n");
+        while (!go_signal && !stop_signal) {
+            sleep_ms(50);
+        }
+        if (!stop_signal) {
+            printf("leaker: SIGUSR1, leaking\n");
+        }
+    }
 
     double per_step = rate * step_ms / 1000.0 * MIB; /* bytes per step */
     double leaked = 0, carry = 0;
