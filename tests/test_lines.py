@@ -122,3 +122,34 @@ def test_unprefixed_continuation_keeps_the_previous_host() -> None:
     decoder.decode("Sep 30 13:00:20 web-2 kernel: Memory cgroup stats for /x:")
     (line,) = decoder.decode("    anon 314535936")
     assert line.host == "web-2"
+
+
+def test_journal_short_monotonic_and_short_unix() -> None:
+    (line,) = LineDecoder().decode(f"[ 1234.567890] web-1 kernel: {MSG}")
+    assert (line.text, line.host, line.kernel_timestamp) == (MSG, "web-1", 1234.56789)
+    (line,) = LineDecoder().decode(f"1657702520.250000 web-1 kernel: {MSG}")
+    assert (line.text, line.host, line.time) == (MSG, "web-1", "2022-07-13T08:55:20.250000+00:00")
+
+
+def test_rfc5424_syslog() -> None:
+    (line,) = LineDecoder().decode(f"<4>1 2021-09-30T13:00:20.123Z web-1 kernel - - - {MSG}")
+    assert (line.text, line.host, line.time) == (MSG, "web-1", "2021-09-30T13:00:20.123+00:00")
+    assert line.kernel
+
+
+def test_journal_json_entries() -> None:
+    entry = (
+        '{"__REALTIME_TIMESTAMP":"1657702520250000","_SOURCE_MONOTONIC_TIMESTAMP":"5000001",'
+        '"_TRANSPORT":"kernel","_HOSTNAME":"web-1","MESSAGE":"' + MSG + '"}'
+    )
+    (line,) = LineDecoder().decode(entry)
+    assert (line.text, line.host, line.kernel_timestamp) == (MSG, "web-1", 5.000001)
+    assert line.time == "2022-07-13T08:55:20.250000+00:00"
+    assert line.kernel
+    (other,) = LineDecoder().decode('{"_TRANSPORT":"journal","MESSAGE":"' + MSG + '"}')
+    assert not other.kernel
+
+
+def test_indented_lines_keep_their_prefix() -> None:
+    (line,) = LineDecoder().decode(f"        [56395.333438] {MSG}")
+    assert (line.text, line.kernel_timestamp) == (MSG, 56395.333438)

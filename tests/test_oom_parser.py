@@ -217,3 +217,31 @@ def test_kill_of_next_report_does_not_take_previous_context() -> None:
         )
     )
     assert [(r.pid, r.invoker) for r in records] == [(5, "a"), (6, None)]
+
+
+def test_rhel6_killed_line_with_uid_before_comm() -> None:
+    (r,) = parse_lines(
+        [
+            "java invoked oom-killer: gfp_mask=0x201da, order=0, oom_adj=0, oom_score_adj=0",
+            "Pid: 2592, comm: java Not tainted 2.6.32-431.el6.x86_64 #1",
+            "Out of memory: Kill process 2592 (java) score 900 or sacrifice child",
+            "Killed process 2592, UID 1000, (java) total-vm:10kB, anon-rss:1kB, file-rss:0kB",
+        ]
+    )
+    assert (r.pid, r.comm, r.uid, r.total_vm_kb, r.global_) == (2592, "java", 1000, 10, True)
+    assert (r.invoker, r.invoker_pid, r.invoker_oom_score_adj) == ("java", 2592, 0)
+
+
+def test_rhel5_killed_line_ends_with_a_period() -> None:
+    (r,) = parse_lines(["Out of memory: Killed process 7240 (httpd)."])
+    assert (r.pid, r.comm, r.global_) == (7240, "httpd", True)
+
+
+def test_kmsg_escapes_are_decoded() -> None:
+    (r,) = parse_lines(
+        [
+            "3,9,5000000,-;Memory cgroup out of memory: Killed process 3 (caf\\xc3\\xa9) "
+            "total-vm:1kB, anon-rss:1kB, file-rss:0kB"
+        ]
+    )
+    assert r.comm == "café"

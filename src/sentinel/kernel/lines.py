@@ -12,8 +12,10 @@ Pure: strings in, values out.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 MONTHS: dict[str, int] = {}
 for _number, _names in enumerate(
@@ -77,6 +79,15 @@ _FULL = re.compile(
     r" (?P<tz>[A-Za-z][A-Za-z0-9+-]*) (?P<host>\S+) (?P<tag>[^\s:\[]+)(?:\[\d+\])?: ?"
 )
 _ESCAPED = re.compile(r"#0(1[12])")
+_KMSG_ESCAPE = re.compile(r"\\x([0-9a-f]{2})")
+_MONOTONIC_HOST = re.compile(r"(?P<host>\S+) kernel: ?")
+_UNIX = re.compile(
+    r"(?P<epoch>\d{9,11})(?P<frac>\.\d+)? (?P<host>\S+) (?P<tag>[^\s:\[]+)(?:\[\d+\])?: ?"
+)
+_RFC5424 = re.compile(
+    r"1 (?P<date>\d{4}-\d\d-\d\d)T(?P<clock>\d\d:\d\d:\d\d)(?P<frac>\.\d+)?"
+    r"(?P<tz>Z|[+-]\d\d:\d\d) (?P<host>\S+) (?P<tag>\S+) \S+ \S+ (?:-|\[.*?\]) ?"
+)
 
 
 def _month(name: str) -> int | None:
@@ -134,24 +145,34 @@ class LineDecoder:
             return []
         if self._last_kmsg and _KMSG_DICT.match(line):
             return []  # a /dev/kmsg dictionary continuation (SUBSYSTEM=, DEVICE=)
+        if line[0] in " \t":
+            line = line.lstrip()  # pasted or quoted logs: indentation before the prefix
+            if not line:
+                return []
         m = _KMSG.match(line)
         if m:
             self._last_kmsg = True
             self._last_host = None
+            kts = int(m.group(3)) / 1e6
+            seq = int(m.group(2))
             return [
-                LogLine(
-                    text=m.group(4),
-                    kernel_timestamp=int(m.group(3)) / 1e6,
-                    seq=int(m.group(2)),
-                )
+                LogLine(text=text, kernel_timestamp=kts, seq=seq)
+                for text in _kmsg_unescape(m.group(4))
             ]
         self._last_kmsg = False
+        if line[0] == "{":
+            return self._journal_json(line)
         if line.startswith("-- ") and (" --" in line[3:] or line.startswith("-- Logs begin")):
             return []  # journalctl's boot / "logs begin" markers
         if line[0] == "<":
             m = _PRIO.match(line)
             if m:
                 line = line[m.end() :]
+                m = _RFC5424.match(line)
+                if m:
+                    time = f"{m['date']}T{m['clock']}{m['frac'] or ''}{_iso_tz(m['tz'])}"
+                    stamp = line[2 : m.start("host") - 1]
+                    return self._syslog(line[m.end() :], m["host"], m["tag"], time, stamp)
         if line[:1] == "[":
             return [self._dmesg(line)]
         m = _DMESG_X.match(line)
@@ -159,6 +180,12 @@ class LineDecoder:
             return self.decode(line[m.end() :]) or []
         c = line[0]
         if c.isdigit():
+            m = _UNIX.match(line)
+            if m:
+                seconds = float(m["epoch"] + (m["frac"] or ""))
+                time = datetime.fromtimestamp(seconds, UTC).isoformat()
+                stamp = line[: m.start("host") - 1]
+                return self._syslog(line[m.end() :], m["host"], m["tag"], time, stamp)
             m = _ISO.match(line)
             if m:
                 time = f"{m['date']}T{m['clock']}{(m['frac'] or '').replace(',', '.')}"
@@ -186,8 +213,14 @@ class LineDecoder:
     def _dmesg(self, line: str) -> LogLine:
         m = _DMESG_TS.match(line)
         if m:
+            kts = float(m.group(1))
+            rest = line[m.end() :]
+            host = _MONOTONIC_HOST.match(rest)  # journalctl -o short-monotonic
+            if host:
+                self._last_host = host["host"]
+                return LogLine(text=rest[host.end() :], host=host["host"], kernel_timestamp=kts)
             self._last_host = None
-            return LogLine(text=line[m.end() :], kernel_timestamp=float(m.group(1)))
+            return LogLine(text=rest, kernel_timestamp=kts)
         m = _DMESG_T.match(line)
         if m and _STAMP_YEAR.search(m.group(1)):
             self._last_host = None
@@ -220,3 +253,47 @@ class LineDecoder:
             )
             for piece in pieces
         ]
+
+    def _journal_json(self, line: str) -> list[LogLine]:
+        """``journalctl -o json``: one entry per line; kernel entries have transport kernel."""
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            return [LogLine(text=line, host=self._last_host)]
+        if not isinstance(entry, dict) or "MESSAGE" not in entry:
+            return [LogLine(text=line, host=self._last_host)]
+        message = entry["MESSAGE"]
+        if isinstance(message, list):  # non-UTF-8 messages come as a byte array
+            message = bytes(b & 0xFF for b in message if isinstance(b, int)).decode(
+                "utf-8", "replace"
+            )
+        if not isinstance(message, str):
+            return []
+        host = entry.get("_HOSTNAME")
+        host = host if isinstance(host, str) else None
+        self._last_host = host
+        kernel = entry.get("_TRANSPORT") == "kernel" or entry.get("SYSLOG_IDENTIFIER") == "kernel"
+        kts = _micros(entry.get("_SOURCE_MONOTONIC_TIMESTAMP"))
+        realtime = _micros(entry.get("__REALTIME_TIMESTAMP"))
+        time = None
+        if realtime is not None:
+            time = datetime.fromtimestamp(realtime, UTC).isoformat()
+        return [
+            LogLine(text=text, host=host, kernel_timestamp=kts, time=time, kernel=kernel)
+            for text in message.split("\n")
+        ]
+
+
+def _micros(value: object) -> float | None:
+    if isinstance(value, str) and value.isdigit():
+        return int(value) / 1e6
+    return None
+
+
+def _kmsg_unescape(text: str) -> list[str]:
+    """/dev/kmsg writes bytes outside printable ASCII as ``\\xNN``; a newline splits."""
+    if "\\x" not in text:
+        return [text]
+    raw = _KMSG_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    data = raw.encode("latin-1", "replace")
+    return data.decode("utf-8", "replace").split("\n")

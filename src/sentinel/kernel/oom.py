@@ -27,13 +27,14 @@ from sentinel.model import KillRecord
 
 _INVOKED = re.compile(r"(?P<comm>.*?) invoked oom-killer: (?P<args>.*)")
 _CPU = re.compile(
-    r"CPU: \d+ (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: (?P<comm>.*?)"
-    r"(?: (?:Not tainted|Tainted:)|$)"
+    r"(?:CPU: \d+ (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: |Pid: (?P<old_pid>\d+), comm: )"
+    r"(?P<comm>.*?)(?: (?:Not tainted|Tainted:)|$)"
 )
 _KILLED = re.compile(
     r"(?:(?P<prefix>Out of memory|Memory cgroup out of memory)"
     r"(?P<alloc> \(oom_kill_allocating_task\))?: )?"
-    r"Killed process (?P<pid>\d+) \((?P<comm>.*)\)(?=[ ,]|$)(?P<rest>.*)"
+    r"Killed process (?P<pid>\d+)(?P<uid_first>, UID \d+,)? \((?P<comm>.*)\)(?=[ ,.]|$)"
+    r"(?P<rest>.*)"
 )
 _KILL_STEP1 = re.compile(
     r"(?P<prefix>Out of memory|Memory cgroup out of memory)"
@@ -180,11 +181,11 @@ class OomParser:
             if not _OPENS_REPORT.match(stripped):
                 return False
             report = self._open(host, None)
-        if report.cpu_line_wanted and stripped.startswith("CPU: "):
+        if report.cpu_line_wanted and stripped.startswith(("CPU: ", "Pid: ")):
             report.cpu_line_wanted = False
             m = _CPU.match(stripped)
             if m:
-                report.invoker_pid = int(m["pid"])
+                report.invoker_pid = int(m["pid"] or m["old_pid"])
             return True
         if stripped.startswith("["):
             return self._table_line(stripped, report)
@@ -307,7 +308,7 @@ class OomParser:
                 out.append(record)
             summary = None
         values: dict[str, int] = {}
-        rest = m["rest"]
+        rest = (m["uid_first"] or "") + m["rest"]
         for key, rx in _KILLED_FIELDS.items():
             found = rx.search(rest)
             if found:
