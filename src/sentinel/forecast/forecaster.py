@@ -1,0 +1,292 @@
+"""The incremental OOM forecaster: (t, usage, limit) samples in, time to the kill out.
+
+How it works, in short:
+
+* Samples are summed into 75 s buckets; each closed bucket is merged into five scales
+  (windows of 20 min, 1 h, 3 h, 8 h and 24 h, sixteen chunks each). Memory per target is
+  bounded (at most 16 chunks per scale and a few dozen drop times); work per sample is a
+  handful of comparisons, and a chunk closing costs one pass over 16 chunks.
+* Each scale estimates the growth of usage as the smaller of the least-squares slopes of
+  its two half windows (a leak grows in both, a step shows in one) and keeps it only when
+  it stands clear of the noise. Its peak envelope carries every chunk's peak forward at
+  that slope: kills happen at peaks, so with a GC sawtooth or periodic job spikes the
+  projection starts from the peaks, not from the mean.
+* Periodic drops (GC, batch jobs ending) are timed; a scale whose window holds fewer than
+  four such periods would read one phase of the cycle as growth, so it is not used.
+* The forecast is the earliest kill any usable scale projects: the moment its envelope
+  reaches the limit. Growth that stops (a cache warmed up, a bounded queue full) leaves
+  the half-window slopes flat and the forecast falls silent.
+* Usage falling far below anything seen in the last hour is a restart: history starts
+  over. Gaps leave chunks empty, which the fits skip. A new limit is used from the sample
+  that carries it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from sentinel.forecast.scale import Scale
+from sentinel.forecast.types import Forecast
+
+BUCKET_S = 75.0
+"""Width of the finest summary; every chunk width below is a multiple of it."""
+
+SCALES: tuple[tuple[float, int], ...] = (
+    (1200.0, 16),
+    (3600.0, 16),
+    (10800.0, 16),
+    (28800.0, 16),
+    (86400.0, 16),
+)
+"""(window in seconds, chunks per window) of every scale, shortest first."""
+
+PERIODS_PER_WINDOW = 4.0
+"""A scale is used only when its window holds at least this many drop-to-drop periods."""
+DROP_FRACTION = 0.05
+"""A fall of this share of the limit from the last peak counts as a drop (GC, job end)."""
+DROP_NOISE = 8.0
+"""... and of at least this many mean sample-to-sample differences."""
+DROP_MEMORY_S = 86400.0
+"""Drops older than this no longer say anything about the period."""
+RESTART_FRACTION = 0.10
+"""Usage this share of the limit below the last hour's trough is a restart ..."""
+RESTART_RATIO = 0.7
+"""... when it is also below this share of that trough."""
+
+
+class Forecaster:
+    """Forecasts one target's OOM kill from its samples. Pure: no clock, no I/O.
+
+    Feed samples in time order with :meth:`update` (fast, returns the ETA) or
+    :meth:`feed` (returns a :class:`Forecast`). Out-of-order, repeated or non-finite
+    samples are ignored; nothing here raises on odd input.
+    """
+
+    __slots__ = (
+        "_b_index",
+        "_b_max",
+        "_b_min",
+        "_b_n",
+        "_b_st",
+        "_b_su",
+        "_b_tmax",
+        "_best",
+        "_best_eta",
+        "_dev",
+        "_drops",
+        "_floor",
+        "_last_t",
+        "_last_u",
+        "_limit",
+        "_origin",
+        "_peak_since_drop",
+        "_scales",
+        "_since",
+        "constraint",
+        "restarts",
+    )
+
+    def __init__(self, limit_bytes: float | None = None, constraint: str = "cgroup") -> None:
+        self._limit = limit_bytes
+        self.constraint = constraint
+        self.restarts = 0
+        """How many times usage fell so far that history started over."""
+        self._last_t = -math.inf
+        self._last_u = 0.0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._origin = math.nan
+        self._since = 0.0
+        self._b_index = -1
+        self._b_n = 0
+        self._b_st = 0.0
+        self._b_su = 0.0
+        self._b_max = 0.0
+        self._b_tmax = 0.0
+        self._b_min = 0.0
+        self._scales = [Scale(window, round(window / n / BUCKET_S), n) for window, n in SCALES]
+        self._best: Scale | None = None
+        self._best_eta: float | None = None
+        self._drops: deque[float] = deque(maxlen=48)
+        self._peak_since_drop = -math.inf
+        self._dev = 0.0
+        self._floor = math.inf
+
+    def reset(self) -> None:
+        """Forget the history (the target restarted: the caller knows it for sure)."""
+        self.restarts += 1
+        self._reset()
+
+    @property
+    def limit_bytes(self) -> float | None:
+        return self._limit
+
+    def update(
+        self, t: float, usage: float, limit: float | None = None, constraint: str | None = None
+    ) -> float | None:
+        """Take one sample; return the seconds until the projected kill, or None.
+
+        ``limit`` (bytes) replaces the current limit when given; ``constraint`` names it.
+        """
+        if constraint is not None:
+            self.constraint = constraint
+        limit_changed = False
+        if limit is not None and not math.isnan(limit) and limit != self._limit:
+            self._limit = limit if limit > 0 else None
+            limit_changed = True
+        if not (t > self._last_t and math.isfinite(t) and math.isfinite(usage)):
+            return self._eta_at(self._last_t, self._last_u) if limit_changed else None
+        prev_usage = self._last_u if self._last_t != -math.inf else usage
+        self._last_t = t
+        self._last_u = usage
+        lim = self._limit
+
+        if usage < self._floor < math.inf:
+            drop = RESTART_FRACTION * (lim if lim is not None else self._floor)
+            if usage < self._floor - drop and usage < RESTART_RATIO * self._floor:
+                self.restarts += 1
+                self._reset()
+
+        origin = self._origin
+        if math.isnan(origin):
+            origin = self._origin = t
+            self._since = 0.0
+            self._peak_since_drop = usage
+        x = t - origin
+
+        # Drops: the clock of GC cycles and periodic jobs.
+        self._dev += 0.05 * (abs(usage - prev_usage) - self._dev)
+        if usage > self._peak_since_drop:
+            self._peak_since_drop = usage
+        else:
+            threshold = DROP_NOISE * self._dev
+            if lim is not None and DROP_FRACTION * lim > threshold:
+                threshold = DROP_FRACTION * lim
+            if usage < self._peak_since_drop - threshold:
+                self._drops.append(x)
+                self._peak_since_drop = usage
+
+        bucket = int(x // BUCKET_S)
+        if bucket != self._b_index:
+            if self._b_n:
+                self._close_bucket(x)
+            self._b_index = bucket
+            self._b_n = 1
+            self._b_st = x
+            self._b_su = usage
+            self._b_max = usage
+            self._b_tmax = x
+            self._b_min = usage
+        else:
+            self._b_n += 1
+            self._b_st += x
+            self._b_su += usage
+            if usage > self._b_max:
+                self._b_max = usage
+                self._b_tmax = x
+            if usage < self._b_min:  # noqa: PLR1730 (hot path: no call)
+                self._b_min = usage
+        if limit_changed:
+            self._choose(x)
+        return self._eta_at(t, usage)
+
+    def _eta_at(self, t: float, usage: float) -> float | None:
+        lim = self._limit
+        if lim is None or t == -math.inf:
+            return None
+        if usage >= lim:
+            return 0.0
+        best = self._best
+        if best is None:
+            return None
+        x = t - self._origin
+        env = best.env + best.slope * (x - best.env_t)
+        env = max(env, usage)
+        eta = (lim - env) / best.slope
+        return eta if eta > 0.0 else 0.0
+
+    def _close_bucket(self, now: float) -> None:
+        changed = False
+        bucket = self._b_index
+        closed = (self._b_n, self._b_st, self._b_su, self._b_max, self._b_tmax, self._b_min)
+        for i, scale in enumerate(self._scales):
+            if scale.add_bucket(bucket, closed):
+                scale.evaluate(now, self._since)
+                changed = True
+                if i == 1:
+                    self._floor = min((c[4] for c in scale.chunks), default=math.inf)
+        if changed:
+            self._choose(now)
+
+    def _period(self, now: float) -> float:
+        drops = self._drops
+        while drops and drops[0] < now - DROP_MEMORY_S:
+            drops.popleft()
+        period = 0.0
+        prev = None
+        for d in drops:
+            if prev is not None and d - prev > period:
+                period = d - prev
+            prev = d
+        return period
+
+    def _choose(self, now: float) -> None:
+        """Pick the usable scale that projects the earliest kill."""
+        self._best = None
+        lim = self._limit
+        if lim is None:
+            return
+        period = self._period(now)
+        best: Scale | None = None
+        best_eta = math.inf
+        last = len(self._scales) - 1
+        for i, scale in enumerate(self._scales):
+            if scale.span <= 0.0 or scale.slope <= 0.0:
+                continue
+            if i < last and scale.span < PERIODS_PER_WINDOW * period:
+                continue
+            env = scale.env + scale.slope * (now - scale.env_t)
+            eta = (lim - env) / scale.slope
+            if eta < best_eta:
+                best_eta = eta
+                best = scale
+        self._best = best
+
+    def feed(
+        self, t: float, usage: float, limit: float | None = None, constraint: str | None = None
+    ) -> Forecast:
+        """Take one sample (like :meth:`update`) and return the whole forecast."""
+        eta = self.update(t, usage, limit, constraint)
+        return self.forecast(t, usage, eta)
+
+    def forecast(self, t: float, usage: float, eta: float | None) -> Forecast:
+        """The :class:`Forecast` after the sample (t, usage) that returned ``eta``."""
+        best = self._best
+        lim = self._limit
+        rate = 0.0
+        peak = usage
+        window = 0.0
+        low = high = eta
+        if best is not None and not math.isnan(self._origin):
+            rate = best.slope
+            window = best.span
+            peak = max(usage, best.env + rate * (t - self._origin - best.env_t))
+            if lim is not None and eta is not None and eta > 0.0:
+                head = lim - peak
+                low = max(0.0, head / best.slope_hi) if best.slope_hi > 0 else eta
+                slow = 2.0 * rate - best.slope_hi
+                high = head / slow if slow > 0.0 else None
+        return Forecast(
+            t=t,
+            usage_bytes=usage,
+            limit_bytes=lim,
+            constraint=self.constraint,
+            eta_seconds=eta,
+            eta_low=low,
+            eta_high=high,
+            rate_bytes_per_s=rate,
+            peak_bytes=peak,
+            window_s=window,
+        )
