@@ -1,0 +1,145 @@
+"""The SQLite state on real files: once-only kills, positions, bounded samples, outbox."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sentinel.model import KillRecord
+from sentinel.store import Store, StoreError
+
+BOOT = "0b7c2c9e-2f36-4a53-9f8e-1d2a3b4c5d6e"
+
+
+def _kill(pid: int, seq: int | None = None) -> KillRecord:
+    return KillRecord(pid=pid, comm="leaker", kmsg_seq=seq, global_=False, anon_rss_kb=9000)
+
+
+def test_a_kill_is_stored_once_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = Store(path)
+    first = store.add_kill(_kill(10, 500), now=1.0, boot_id=BOOT, source="kmsg")
+    assert first is not None
+    assert store.add_kill(_kill(10, 500), now=2.0, boot_id=BOOT, source="kmsg") is None
+    store.close()
+    again = Store(path)
+    assert again.add_kill(_kill(10, 500), now=3.0, boot_id=BOOT) is None
+    (stored,) = again.kills()
+    assert stored.record == _kill(10, 500)
+    assert stored.recorded_at == 1.0
+    assert again.position("kmsg", BOOT) == 500
+    assert again.position("kmsg", "another-boot") is None
+
+
+def test_position_never_moves_back_in_one_boot(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    store.set_position("kmsg", BOOT, 90)
+    store.set_position("kmsg", BOOT, 80)
+    assert store.position("kmsg", BOOT) == 90
+    store.set_position("kmsg", "new-boot", 3)
+    assert store.position("kmsg", "new-boot") == 3
+
+
+def test_log_file_kills_are_keyed_by_host_stamp_and_pid(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    a = KillRecord(pid=1, comm="x", host="h1", log_time="Sep 30 13:00:20")
+    b = KillRecord(pid=1, comm="x", host="h2", log_time="Sep 30 13:00:20")
+    assert store.add_kill(a, now=1) is not None
+    assert store.add_kill(b, now=1) is not None
+    assert store.add_kill(a, now=2) is None
+    assert [k.record.host for k in store.kills()] == ["h1", "h2"]
+
+
+def test_sample_history_is_bounded_per_target(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db", samples_per_target=5)
+    store.add_samples([("a", float(t), t * 10, 100) for t in range(12)])
+    store.add_samples([("b", 1.0, 7, None)])
+    assert [t for t, _, _ in store.samples("a")] == [7.0, 8.0, 9.0, 10.0, 11.0]
+    assert store.samples("b") == [(1.0, 7, None)]
+
+
+def test_decisions_with_evidence(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    did = store.add_decision(
+        at=5.0,
+        rule="restart-leaking-scheduler",
+        target_id="c1",
+        target_name="scheduler-1",
+        action="restart",
+        dry_run=False,
+        outcome="pending",
+        evidence={"eta_seconds": 240.5, "constraint": "parent"},
+    )
+    store.set_outcome(did, "done")
+    (d,) = store.decisions(rule="restart-leaking-scheduler", target_id="c1")
+    assert (d.action, d.outcome, d.evidence["eta_seconds"]) == ("restart", "done", 240.5)
+    assert store.decisions(since=6.0) == []
+
+
+def test_outbox_keeps_what_is_not_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = Store(path)
+    item = store.enqueue(dedupe_key="kill:1", notifier="slack", payload={"text": "x"}, now=1.0)
+    assert item is not None
+    assert store.enqueue(dedupe_key="kill:1", notifier="slack", payload={"t": 1}, now=2) is None
+    (due,) = store.due(1.0)
+    store.mark_failed(due.id, error="HTTP 503", retry_at=10.0)
+    assert store.due(5.0) == []
+    store.close()
+    reopened = Store(path)
+    (due,) = reopened.due(10.0)
+    assert (due.attempts, due.last_error, due.payload) == (1, "HTTP 503", {"text": "x"})
+    reopened.mark_sent(due.id, 11.0)
+    assert reopened.due(100.0) == []
+    assert reopened.pending_count() == 0
+
+
+def test_a_killed_writer_loses_no_acknowledged_record(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    writer = (
+        "import sys, os\n"
+        "from sentinel.store import Store\n"
+        "from sentinel.model import KillRecord\n"
+        "s = Store(sys.argv[1])\n"
+        "for i in range(100000):\n"
+        "    s.add_kill(KillRecord(pid=i, kmsg_seq=i), now=i, boot_id='b', source='kmsg')\n"
+        "    print(i, flush=True)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", writer, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    acknowledged = -1
+    for line in proc.stdout:
+        acknowledged = int(line)
+        if acknowledged >= 200:
+            proc.kill()
+            break
+    proc.wait()
+    proc.stdout.close()
+    store = Store(path)
+    pids = [k.record.pid for k in store.kills()]
+    assert pids[: acknowledged + 1] == list(range(acknowledged + 1))
+    assert store.position("kmsg", "b") == pids[-1]
+
+
+def test_a_foreign_file_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "not-a-db"
+    bad.write_bytes(b"hello, this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="not-a-db"):
+        Store(bad)
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="newer"):
+        Store(path)
