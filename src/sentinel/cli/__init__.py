@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from sentinel import __version__
+from sentinel.cli import forecast as forecast_cmd
 from sentinel.cli import parse as parse_cmd
 from sentinel.cli.common import EXIT_ERROR, EXIT_OK
 from sentinel.errors import SentinelError
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parse_cmd.register(sub)
+    forecast_cmd.register(sub)
     return parser
 
 
