@@ -1,0 +1,195 @@
+"""The only module that talks to Docker (through the ``docker`` SDK).
+
+It hands out sentinel's own values (:class:`ContainerInfo`, :class:`DockerEvent`) and
+sentinel's own errors: a daemon that is away or answers 5xx is a
+:class:`~sentinel.errors.TemporaryError` (retry with backoff); a container that no
+longer exists is :class:`ContainerGone`; anything else is a
+:class:`~sentinel.errors.SentinelError` naming what was asked.
+
+Memory is never read from here: Docker's stats API costs 1-1.7 s a call, a cgroup file
+about 60 us. Docker gives names, images, labels, state and the container's init pid,
+from which the cgroup path is read in ``/proc``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from sentinel.errors import SentinelError, TemporaryError
+
+log = logging.getLogger(__name__)
+
+WATCHED_EVENTS = ("start", "die", "oom", "destroy", "restart", "stop", "kill")
+
+
+class ContainerGone(SentinelError):
+    """The container was removed (or never existed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerInfo:
+    id: str
+    name: str
+    image: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    state: str = "unknown"
+    pid: int = 0
+    """The container's init process on this host (0 when not running)."""
+    started_at: float | None = None
+    restart_count: int = 0
+    memory_limit_bytes: int | None = None
+    oom_killed: bool = False
+    exit_code: int | None = None
+
+    @property
+    def compose_project(self) -> str | None:
+        return self.labels.get("com.docker.compose.project")
+
+    @property
+    def compose_service(self) -> str | None:
+        return self.labels.get("com.docker.compose.service")
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+@dataclass(frozen=True, slots=True)
+class DockerEvent:
+    action: str
+    container_id: str
+    name: str | None
+    time: float
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+def _parse_time(text: str | None) -> float | None:
+    if not text or text.startswith("0001-"):
+        return None
+    # Docker prints nanoseconds; Python's fromisoformat takes at most microseconds.
+    head, _, frac = text.rstrip("Z").partition(".")
+    frac = (frac + "000000")[:6]
+    return datetime.fromisoformat(f"{head}.{frac}+00:00").timestamp()
+
+
+def container_info(attrs: Mapping[str, Any]) -> ContainerInfo:
+    """Pure: a ``docker inspect`` document to a :class:`ContainerInfo`."""
+    state = attrs.get("State") or {}
+    config = attrs.get("Config") or {}
+    host = attrs.get("HostConfig") or {}
+    limit = host.get("Memory") or None
+    return ContainerInfo(
+        id=str(attrs.get("Id", "")),
+        name=str(attrs.get("Name", "")).lstrip("/"),
+        image=str(config.get("Image") or attrs.get("Image") or ""),
+        labels=dict(config.get("Labels") or {}),
+        state=str(state.get("Status", "unknown")),
+        pid=int(state.get("Pid") or 0),
+        started_at=_parse_time(state.get("StartedAt")),
+        restart_count=int(attrs.get("RestartCount") or 0),
+        memory_limit_bytes=int(limit) if limit else None,
+        oom_killed=bool(state.get("OOMKilled")),
+        exit_code=state.get("ExitCode"),
+    )
+
+
+class DockerClient:
+    """A thin, typed face of the Docker Engine API."""
+
+    def __init__(self, base_url: str | None = None, *, timeout: float = 30) -> None:
+        self.base_url = base_url or "unix:///var/run/docker.sock"
+        self.timeout = timeout
+        self._client: Any = None
+
+    def _api(self) -> Any:
+        if self._client is None:
+            try:
+                self._client = docker.DockerClient(base_url=self.base_url, timeout=self.timeout)
+            except docker.errors.DockerException as e:
+                raise TemporaryError(f"Docker at {self.base_url} is not reachable: {e}") from e
+        return self._client
+
+    def _translate(self, what: str, e: Exception) -> SentinelError:
+        if isinstance(e, docker.errors.NotFound):
+            return ContainerGone(f"{what}: no such container")
+        if isinstance(e, docker.errors.APIError) and e.status_code is not None:
+            if e.status_code >= 500:
+                return TemporaryError(f"{what}: Docker answered {e.status_code}: {e.explanation}")
+            return SentinelError(f"{what}: Docker refused ({e.status_code}): {e.explanation}")
+        if isinstance(e, requests.exceptions.RequestException | docker.errors.DockerException):
+            self._client = None  # reconnect next time
+            return TemporaryError(f"{what}: Docker at {self.base_url} is not reachable ({e})")
+        return SentinelError(f"{what}: {e}")
+
+    def ping(self) -> None:
+        try:
+            self._api().ping()
+        except Exception as e:
+            raise self._translate("ping", e) from e
+
+    def containers(self, *, all: bool = False) -> list[ContainerInfo]:
+        try:
+            found = self._api().api.containers(all=all, quiet=True)
+            infos = []
+            for c in found:
+                try:
+                    infos.append(self.inspect(c["Id"]))
+                except ContainerGone:
+                    continue  # removed between list and inspect
+            return infos
+        except SentinelError:
+            raise
+        except Exception as e:
+            raise self._translate("list containers", e) from e
+
+    def inspect(self, container_id: str) -> ContainerInfo:
+        try:
+            return container_info(self._api().api.inspect_container(container_id))
+        except Exception as e:
+            raise self._translate(f"inspect {container_id[:12]}", e) from e
+
+    def restart(self, container_id: str, *, grace_seconds: float) -> None:
+        """Graceful restart: SIGTERM (the image's stop signal), wait, SIGKILL, then start."""
+        try:
+            api = self._api().api
+            api.stop(container_id, timeout=max(0, round(grace_seconds)))
+            api.start(container_id)
+        except Exception as e:
+            raise self._translate(f"restart {container_id[:12]}", e) from e
+
+    def events(self, *, since: float | None = None) -> Iterator[DockerEvent]:
+        """Container lifecycle events, as they happen (blocks; ends when Docker goes away)."""
+        try:
+            stream = self._api().api.events(
+                since=int(since) if since is not None else None,
+                filters={"type": "container", "event": list(WATCHED_EVENTS)},
+                decode=True,
+            )
+        except Exception as e:
+            raise self._translate("subscribe to events", e) from e
+        try:
+            for raw in stream:
+                actor = raw.get("Actor") or {}
+                attributes = dict(actor.get("Attributes") or {})
+                action = str(raw.get("Action") or raw.get("status") or "").split(":")[0]
+                nanos = raw.get("timeNano")
+                yield DockerEvent(
+                    action=action,
+                    container_id=str(actor.get("ID") or raw.get("id") or ""),
+                    name=attributes.get("name"),
+                    time=nanos / 1e9 if nanos else float(raw.get("time") or 0),
+                    attributes=attributes,
+                )
+        except Exception as e:
+            raise self._translate("event stream", e) from e
+        finally:
+            stream.close()
+        raise TemporaryError("event stream: Docker closed it")
