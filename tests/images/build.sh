@@ -27,6 +27,7 @@ if ! command -v gcc >/dev/null || [ "$(gcc -print-file-name=libc.a)" = libc.a ];
     || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev >/dev/null; }
 fi
 
+old_id="$(docker image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)"
 ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT
 gcc -static -O2 -Wall -Wextra -Werror -o "$ctx/leaker" "$here/leaker/leaker.c"
@@ -35,4 +36,8 @@ cp "$here/leaker/Dockerfile" "$ctx/Dockerfile"
 # The legacy builder: it ships with every engine; BuildKit needs the buildx plugin.
 DOCKER_BUILDKIT=0 docker build --quiet --label "$label=$hash" --tag "$image" "$ctx" >&2
 say "built $image ($label=$hash)"
+# The image this one replaced is left untagged: remove it, unless a container still uses it.
+if [ -n "$old_id" ] && [ "$old_id" != "$(docker image inspect --format '{{.Id}}' "$image")" ]; then
+  docker image rm "$old_id" >/dev/null 2>&1 || say "kept the previous image $old_id (in use)"
+fi
 docker image inspect --format '{{.Id}}' "$image"
