@@ -201,3 +201,46 @@ class ProcessSample:
     """-1000 (never kill) to 1000 (kill first)."""
     cgroup: str | None
     """The process's memory cgroup path (v1 memory line, else the v2 ``0::`` line)."""
+
+
+# --- Targets: what a policy can act on. ---
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One thing sentinel watches and a policy may act on: a container or a process.
+
+    ``id`` is stable across restarts of the same container (Docker's full container id; a
+    process is ``pid:N``). ``started_at`` is when the current instance started, on the
+    caller's clock (wall-clock seconds); ``None`` when unknown. ``is_self`` marks sentinel's
+    own container or process: policies never select it.
+    """
+
+    id: str
+    name: str
+    runtime: str
+    """``"docker"`` for a container, ``"process"`` for a plain process (sidecar mode, or a
+    host process the kernel killed outside any known container)."""
+    image: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    started_at: float | None = None
+    is_self: bool = False
+    pid: int | None = None
+    """The container's init process (or the process itself) on this host, when known."""
+    cgroup: str | None = None
+    """The memory cgroup path, as ``/proc/PID/cgroup`` shows it, when known."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Identity for logs and evidence; absent values are left out."""
+        out: dict[str, Any] = {"id": self.id, "name": self.name, "runtime": self.runtime}
+        if self.image is not None:
+            out["image"] = self.image
+        if self.labels:
+            out["labels"] = dict(self.labels)
+        for key in ("started_at", "pid", "cgroup"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.is_self:
+            out["is_self"] = True
+        return out
