@@ -32,14 +32,18 @@ from sentinel.forecast.types import Forecast
 BUCKET_S = 75.0
 """Width of the finest summary; every chunk width below is a multiple of it."""
 
-SCALES: tuple[tuple[float, int], ...] = (
-    (1200.0, 16),
-    (3600.0, 16),
-    (10800.0, 16),
-    (28800.0, 16),
-    (86400.0, 16),
+SCALES: tuple[tuple[float, int, float], ...] = (
+    (1200.0, 16, 2.0),
+    (3600.0, 16, 2.0),
+    (10800.0, 16, 1.0),
+    (28800.0, 16, 0.5),
+    (86400.0, 16, 0.5),
 )
-"""(window in seconds, chunks per window) of every scale, shortest first."""
+"""(window in seconds, chunks per window, significance) of every scale, shortest first.
+
+Significance: how many residual standard deviations of the chunk means the growth across
+a third of the window must exceed. Short windows need more: noise there reads as fast
+growth, which projects a near kill; on long windows it reads as slow growth, harmless."""
 
 PERIODS_PER_WINDOW = 4.0
 """A scale is used only when its window holds at least this many drop-to-drop periods."""
@@ -106,7 +110,7 @@ class Forecaster:
         self._b_max = 0.0
         self._b_tmax = 0.0
         self._b_min = 0.0
-        self._scales = [Scale(window, round(window / n / BUCKET_S), n) for window, n in SCALES]
+        self._scales = [Scale(window, round(window / n / BUCKET_S), n, z) for window, n, z in SCALES]
         self._best: Scale | None = None
         self._best_eta: float | None = None
         self._drops: deque[float] = deque(maxlen=48)

@@ -23,8 +23,6 @@ SEGMENTS = 3
 """The window is cut in this many equal parts; growth must show in every one."""
 MIN_POINTS_PER_SEGMENT = 3
 """Fewer chunk means than this in a part give no slope."""
-SIGNIFICANCE = 2.0
-"""Growth across one part must exceed this many residual standard deviations."""
 MIN_COVERAGE = 0.5
 """A scale speaks once its history covers this share of its window."""
 
@@ -70,10 +68,13 @@ class Scale:
         "slope_hi",
         "span",
         "window",
+        "z",
     )
 
-    def __init__(self, window: float, chunk_buckets: int, n: int) -> None:
+    def __init__(self, window: float, chunk_buckets: int, n: int, z: float) -> None:
         self.window = window
+        self.z = z
+        """Growth across one part must exceed this many residual standard deviations."""
         self.chunk_buckets = chunk_buckets
         self.chunks: deque[Chunk] = deque(maxlen=n)
         self.c_index = -1
@@ -155,7 +156,7 @@ class Scale:
         if slope > 0.0:
             dof = len(chunks) - 2 * SEGMENTS
             sigma = (sum(f[1] for f in fits) / dof) ** 0.5 if dof > 0 else 0.0
-            if slope * part > SIGNIFICANCE * sigma:
+            if slope * part > self.z * sigma:
                 self.slope = slope
                 self.slope_hi = max(f[0] for f in fits)
                 peak = max(c[2] + slope * (now - c[3]) for c in chunks)
