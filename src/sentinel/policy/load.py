@@ -1,0 +1,398 @@
+"""Policy text to a validated :class:`Policy`, or every problem with its file, line and column.
+
+Pure: it takes the text and the name to report (the CLI and the daemon read the file). The
+YAML is composed into nodes first, so that every value keeps the line and column it was
+written at; the nodes become plain data, pydantic validates it, and each validation error
+is mapped back to its node.
+
+Scalars are read the YAML 1.2 way: only ``true``/``false`` are booleans, so ``no``, ``on``
+and ``yes`` stay text, ``1:30`` is not ninety, and ``010`` is ten. Duplicate keys are an
+error, not a silent override.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import types
+from collections.abc import Mapping
+from typing import Annotated, Any, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, Tag, ValidationError
+from pydantic_core import ErrorDetails
+
+from sentinel.policy.errors import PolicyError, Problem
+from sentinel.policy.model import Loc, Policy, key_path, reference_problems
+
+DEFAULT_POLICY_NAME = "<built-in default policy>"
+
+DEFAULT_POLICY_YAML = """\
+# sentinel's built-in policy, used when no policy file is given: record and report every
+# kill, forecast every container, change nothing.
+version: 1
+notifiers:
+  log:
+    type: log          # one JSON line per notification on stdout
+rules:
+  - name: report-every-kill
+    when: {oom_killed: true}
+    do:
+      - notify: log
+"""
+
+
+# --- YAML with marks ---------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core-schema scalars (no ``yes``/``no`` booleans, no
+    sexagesimal or implicit octal numbers, no implicit timestamps)."""
+
+
+_Loader.yaml_implicit_resolvers = {}  # only those below, not SafeLoader's YAML 1.1 set
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*)|0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"),
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]
+)
+_Loader.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
+
+
+class _Doc:
+    """Plain data built from YAML nodes, with the mark of every value and every key."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.values: dict[Loc, yaml.Mark] = {}
+        self.keys: dict[Loc, yaml.Mark] = {}
+        self.problems: list[Problem] = []
+
+    def problem(self, mark: yaml.Mark | None, loc: Loc, message: str) -> None:
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        self.problems.append(Problem(self.filename, line, column, key_path(loc), message))
+
+    def build(self, loader: _Loader, node: yaml.Node, loc: Loc, active: frozenset[int]) -> Any:
+        self.values[loc] = node.start_mark
+        if id(node) in active:
+            self.problem(node.start_mark, loc, "expected a value; found an alias of itself")
+            return None
+        inner = active | {id(node)}
+        if isinstance(node, yaml.MappingNode):
+            try:
+                loader.flatten_mapping(node)  # `<<: *base` merge keys
+            except yaml.MarkedYAMLError as e:
+                self.problem(e.problem_mark, loc, f"YAML error: {e.problem}")
+                return {}
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    self.problem(
+                        key_node.start_mark, loc, "expected a plain key; found a collection"
+                    )
+                    continue
+                key = key_node.value
+                if key in out:
+                    first = self.keys[(*loc, key)]
+                    self.problem(
+                        key_node.start_mark,
+                        (*loc, key),
+                        f"expected each key once; found {key!r} again "
+                        f"(first at line {first.line + 1})",
+                    )
+                    continue
+                self.keys[(*loc, key)] = key_node.start_mark
+                out[key] = self.build(loader, value_node, (*loc, key), inner)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(loader, item, (*loc, i), inner) for i, item in enumerate(node.value)]
+        try:
+            return loader.construct_object(node, deep=True)
+        except yaml.MarkedYAMLError as e:
+            self.problem(e.problem_mark or node.start_mark, loc, f"YAML error: {e.problem}")
+            return None
+
+    def mark(self, loc: Loc, *, key: bool = False) -> yaml.Mark | None:
+        """The mark of the value at ``loc`` (of its key when ``key``), else the nearest
+        enclosing value's."""
+        if key and loc in self.keys:
+            return self.keys[loc]
+        for n in range(len(loc), -1, -1):
+            if loc[:n] in self.values:
+                return self.values[loc[:n]]
+        return None
+
+
+def _syntax_problem(filename: str, text: str, e: yaml.YAMLError) -> Problem:
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        what = e.problem or "malformed YAML"
+        if e.context and e.context_mark and e.context_mark is not mark:
+            what += f" ({e.context} at line {e.context_mark.line + 1})"
+        elif e.context:
+            what += f" ({e.context})"
+        return Problem(filename, line, column, "", f"YAML syntax error: {what}")
+    if isinstance(e, yaml.reader.ReaderError):
+        before = text[: e.position]
+        line = before.count("\n") + 1
+        column = e.position - (before.rfind("\n") + 1) + 1
+        return Problem(filename, line, column, "", f"YAML syntax error: {e.reason}")
+    return Problem(filename, 1, 1, "", f"YAML syntax error: {e}")
+
+
+def parse_yaml(text: str, filename: str) -> tuple[Any, _Doc]:
+    """The document as plain data and its marks; raises :class:`PolicyError` on bad YAML."""
+    doc = _Doc(filename)
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        data = None if node is None else doc.build(loader, node, (), frozenset())
+    except yaml.YAMLError as e:
+        raise PolicyError([_syntax_problem(filename, text, e)]) from None
+    finally:
+        loader.dispose()
+    return data, doc
+
+
+# --- validation errors to problems -------------------------------------------------------
+
+_MISSING: Any = object()
+
+
+def _walk(data: Any, loc: tuple[str | int, ...]) -> tuple[Loc, Any]:
+    """Map a pydantic error location onto the document: union tags and levels the models
+    add are skipped; a last key not in the data (a missing key) is kept."""
+    out: list[str | int] = []
+    cur = data
+    for i, part in enumerate(loc):
+        present = (isinstance(cur, dict) and part in cur) or (
+            isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur)
+        )
+        if present:
+            out.append(part)
+            cur = cur[part]
+        elif i == len(loc) - 1 and isinstance(cur, dict) and isinstance(part, str):
+            out.append(part)
+            cur = _MISSING
+    return tuple(out), cur
+
+
+def _unwrap(t: Any) -> Any:
+    while get_origin(t) is Annotated:
+        t = get_args(t)[0]
+    return t
+
+
+def _tag_of(member: Any) -> str | None:
+    if get_origin(member) is Annotated:
+        for meta in get_args(member)[1:]:
+            if isinstance(meta, Tag):
+                return meta.tag
+    inner = _unwrap(member)
+    if isinstance(inner, type) and issubclass(inner, BaseModel) and "type" in inner.model_fields:
+        args = get_args(inner.model_fields["type"].annotation)
+        if len(args) == 1 and isinstance(args[0], str):
+            return args[0]
+    return None
+
+
+def _step(t: Any, part: str | int) -> Any:
+    t = _unwrap(t)
+    origin = get_origin(t)
+    if origin in (Union, types.UnionType):
+        members = [m for m in get_args(t) if m is not type(None)]
+        for member in members:
+            if _tag_of(member) == part:
+                return _unwrap(member)
+        return _step(members[0], part) if len(members) == 1 else None
+    if origin in (list, tuple):
+        return get_args(t)[0]
+    if origin is dict:
+        return get_args(t)[1]
+    if isinstance(t, type) and issubclass(t, BaseModel):
+        for name, info in t.model_fields.items():
+            if part in (name, info.alias):
+                return info.annotation
+        return t  # a union tag pydantic put in the location: same model
+    return None
+
+
+def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    t: Any = Policy
+    for part in loc:
+        t = _step(t, part)
+        if t is None:
+            return None
+    t = _unwrap(t)
+    if get_origin(t) in (Union, types.UnionType):
+        members = [_unwrap(m) for m in get_args(t) if m is not type(None)]
+        t = members[0] if len(members) == 1 else None
+    return t if isinstance(t, type) and issubclass(t, BaseModel) else None
+
+
+def _keys_of(model: type[BaseModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def describe(value: Any) -> str:
+    """A found value in YAML terms: ``"5 minutes"``, ``12``, ``true``, ``a mapping (a, b)``."""
+    if value is _MISSING:
+        return "nothing"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, Mapping):
+        if not value:
+            return "an empty mapping"
+        keys = ", ".join(str(k) for k in value)
+        return f"a mapping with key{'s' if len(value) > 1 else ''} {keys}"
+    if isinstance(value, list):
+        return f"a list of {len(value)} item{'s' if len(value) != 1 else ''}"
+    return f"a {type(value).__name__}"
+
+
+_INPUT_SHOULD = re.compile(r"^Input should be (?:a valid )?")
+
+
+def _expected(error: ErrorDetails) -> str:
+    kind = error["type"]
+    msg = error["msg"]
+    ctx = error.get("ctx") or {}
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if msg.startswith("expected "):
+        return msg
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return "expected a number " + msg[len("Input should be ") :]
+    if kind == "string_pattern_mismatch":
+        return "expected a name of letters, digits, '_', '.', '-' (starting with a letter or digit)"
+    if kind == "too_short":
+        return f"expected at least {ctx.get('min_length', 1)} item"
+    if kind in ("literal_error", "enum"):
+        return "expected " + msg[len("Input should be ") :]
+    if kind == "model_type":
+        return "expected a mapping"
+    if kind in ("dict_type", "model_attributes_type"):
+        return "expected a mapping"
+    if kind == "list_type":
+        return "expected a list"
+    m = _INPUT_SHOULD.match(msg)
+    if m:
+        rest = msg[m.end() :]
+        article = "an" if rest[:1] in "aeiou" else "a"
+        rest = rest.split(",", 1)[0]
+        return (
+            f"expected {article} {rest}"
+            if msg[m.start() : m.end()].endswith("valid ")
+            else (f"expected {rest}")
+        )
+    return "expected: " + msg[0].lower() + msg[1:]
+
+
+def _problem_for(doc: _Doc, data: Any, error: ErrorDetails) -> Problem:
+    kind = error["type"]
+    loc, found = _walk(data, tuple(error["loc"]))
+    if kind == "extra_forbidden":
+        model = _model_at(tuple(error["loc"])[:-1])
+        allowed = ", ".join(_keys_of(model)) if model else "a known key"
+        key = loc[-1] if loc else error["loc"][-1]
+        message = f"unknown key {str(key)!r}: expected one of {allowed}"
+        mark = doc.mark(loc, key=True)
+    elif kind == "missing":
+        message = f"expected key {str(loc[-1])!r} (required); found a mapping without it"
+        mark = doc.mark(loc[:-1])
+    elif kind in ("union_tag_invalid", "union_tag_not_found") and isinstance(found, dict):
+        if "type" in found:
+            loc = (*loc, "type")
+            found = found["type"]
+        tags = (error.get("ctx") or {}).get("expected_tags", "log")
+        message = f"expected a notifier `type`: one of {tags}; found {describe(found)}"
+        mark = doc.mark(loc)
+    else:
+        message = f"{_expected(error)}; found {describe(found)}"
+        mark = doc.mark(loc)
+    if not loc and kind == "model_type":
+        message = (
+            "expected a policy: a mapping with version, settings, notifiers, rules; "
+            f"found {describe(found if found is not None else _MISSING)}"
+        )
+    line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    return Problem(doc.filename, line, column, key_path(loc), message)
+
+
+def load_policy(text: str, filename: str) -> Policy:
+    """Validate policy ``text``; ``filename`` is what problems name. Raises
+    :class:`PolicyError` with every problem found (YAML syntax errors stop at the first)."""
+    data, doc = parse_yaml(text, filename)
+    problems = list(doc.problems)
+    policy: Policy | None = None
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as e:
+        problems.extend(
+            _problem_for(doc, data, err)
+            for err in e.errors(include_url=False)
+            if err["type"] != "policy_reference"
+        )
+    for loc, expected, found in reference_problems(data):
+        mark = doc.mark(loc)
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        problems.append(
+            Problem(filename, line, column, key_path(loc), f"{expected}; found {describe(found)}")
+        )
+    if problems or policy is None:
+        if not problems:  # pragma: no cover - validation failed on references alone
+            problems.append(Problem(filename, 1, 1, "", "invalid policy"))
+        unique = dict.fromkeys(problems)
+        raise PolicyError(sorted(unique, key=lambda p: (p.line, p.column, p.path)))
+    return policy
+
+
+def default_policy() -> Policy:
+    """The built-in policy: report every kill to a ``log`` notifier, change nothing."""
+    return load_policy(DEFAULT_POLICY_YAML, DEFAULT_POLICY_NAME)
+
+
+# --- the effective policy ----------------------------------------------------------------
+
+
+def effective_document(policy: Policy) -> dict[str, Any]:
+    """The policy with every default resolved, as plain data that loads back to the same
+    policy: durations and sizes as written (``15m``, ``512Mi``), absent options left out."""
+    doc: dict[str, Any] = policy.model_dump(mode="json")
+    listen = doc["settings"]["listen"]
+    pruned: dict[str, Any] = _prune(doc)
+    pruned["settings"]["listen"] = listen
+    return pruned
+
+
+def _prune(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _prune(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_prune(v) for v in value]
+    return value
+
+
+def render_yaml(document: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(document), sort_keys=False, allow_unicode=True, width=100)
