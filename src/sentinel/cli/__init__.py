@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from sentinel import __version__
 from sentinel.cli import forecast as forecast_cmd
 from sentinel.cli import parse as parse_cmd
+from sentinel.cli import policy as policy_cmd
 from sentinel.cli.common import EXIT_ERROR, EXIT_OK
 from sentinel.errors import SentinelError
 
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parse_cmd.register(sub)
+    policy_cmd.register(sub)
     forecast_cmd.register(sub)
     return parser
 

@@ -1,0 +1,94 @@
+"""``sentinel check`` and ``sentinel schema``: validate a policy file, print its JSON Schema."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from sentinel.cli.common import EXIT_ERROR, EXIT_OK
+from sentinel.errors import SourceError
+from sentinel.policy import PolicyError, default_policy, effective_document, load_policy
+from sentinel.policy.load import render_yaml
+from sentinel.policy.model import Policy
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "check",
+        help="validate a policy file and print the effective policy",
+        description=(
+            "Validate POLICY and print the effective policy, every default resolved (YAML, "
+            "or JSON with --format json); without POLICY, the built-in default policy. "
+            "Exit 0 when valid; 2 with every problem on stderr as FILE:LINE:COLUMN: KEY "
+            "PATH: what was expected; what was found."
+        ),
+    )
+    p.add_argument("policy", nargs="?", metavar="POLICY", help="a policy file, or '-' for stdin")
+    p.add_argument(
+        "--format", choices=("yaml", "json"), default="yaml", help="output format (default yaml)"
+    )
+    p.set_defaults(run=run_check)
+
+    s = sub.add_parser(
+        "schema",
+        help="print the policy file's JSON Schema",
+        description=(
+            "Print the JSON Schema of policy files, for editors to validate and complete "
+            "them (e.g. '# yaml-language-server: $schema=sentinel-policy.json')."
+        ),
+    )
+    s.set_defaults(run=run_schema)
+
+
+def read_policy_text(name: str) -> str:
+    """The text of a policy file (``-``: stdin), or a :class:`SourceError` saying why not."""
+    if name == "-":
+        return sys.stdin.read()
+    try:
+        return Path(name).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SourceError(f"{name}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    except OSError as e:
+        raise SourceError(f"{name}: cannot read the policy: {e.strerror or e}") from e
+
+
+def load_policy_file(name: str | None) -> Policy:
+    """The policy in file ``name``, or the built-in default when ``name`` is None."""
+    if name is None:
+        return default_policy()
+    return load_policy(read_policy_text(name), "<stdin>" if name == "-" else name)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    try:
+        policy = load_policy_file(args.policy)
+    except PolicyError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        count = len(e.problems)
+        print(
+            f"sentinel: {count} problem{'s' if count != 1 else ''} in the policy",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    document = effective_document(policy)
+    if args.format == "json":
+        print(json.dumps(document, indent=2))
+    else:
+        sys.stdout.write(render_yaml(document))
+    return EXIT_OK
+
+
+def policy_schema() -> dict[str, Any]:
+    schema = Policy.model_json_schema(by_alias=True, mode="validation")
+    return {"$schema": SCHEMA_DIALECT, **schema, "title": "sentinel policy"}
+
+
+def run_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(policy_schema(), indent=2))
+    return EXIT_OK
