@@ -62,7 +62,7 @@ _Loader.add_implicit_resolver(
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(
-        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?|[-+]?[0-9]+[eE][-+]?[0-9]+"
         r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
     ),
     list("-+0123456789."),
@@ -79,7 +79,7 @@ class _Doc:
     def __init__(self, filename: str) -> None:
         self.filename = filename
         self.values: dict[Loc, yaml.Mark] = {}
-        self.keys: dict[Loc, yaml.Mark] = {}
+        self.keys: dict[Loc, yaml.Mark | None] = {}
         self.problems: list[Problem] = []
 
     def problem(self, mark: yaml.Mark | None, loc: Loc, message: str) -> None:
@@ -93,21 +93,23 @@ class _Doc:
             return None
         inner = active | {id(node)}
         if isinstance(node, yaml.MappingNode):
+            own = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
             try:
-                loader.flatten_mapping(node)  # `<<: *base` merge keys
+                loader.flatten_mapping(node)  # `<<: *base` merge keys: merged pairs first
             except yaml.MarkedYAMLError as e:
                 self.problem(e.problem_mark, loc, f"YAML error: {e.problem}")
                 return {}
+            merged = len(node.value) - own
             out: dict[str, Any] = {}
-            for key_node, value_node in node.value:
+            for n, (key_node, value_node) in enumerate(node.value):
                 if not isinstance(key_node, yaml.ScalarNode):
                     self.problem(
                         key_node.start_mark, loc, "expected a plain key; found a collection"
                     )
                     continue
                 key = key_node.value
-                if key in out:
-                    first = self.keys[(*loc, key)]
+                first = self.keys.get((*loc, key))
+                if key in out and n >= merged and first is not None:
                     self.problem(
                         key_node.start_mark,
                         (*loc, key),
@@ -115,7 +117,8 @@ class _Doc:
                         f"(first at line {first.line + 1})",
                     )
                     continue
-                self.keys[(*loc, key)] = key_node.start_mark
+                # merged keys (from `<<`) may be overridden by the mapping's own keys
+                self.keys[(*loc, key)] = key_node.start_mark if n >= merged else None
                 out[key] = self.build(loader, value_node, (*loc, key), inner)
             return out
         if isinstance(node, yaml.SequenceNode):
@@ -129,8 +132,9 @@ class _Doc:
     def mark(self, loc: Loc, *, key: bool = False) -> yaml.Mark | None:
         """The mark of the value at ``loc`` (of its key when ``key``), else the nearest
         enclosing value's."""
-        if key and loc in self.keys:
-            return self.keys[loc]
+        mark = self.keys.get(loc)
+        if key and mark is not None:
+            return mark
         for n in range(len(loc), -1, -1):
             if loc[:n] in self.values:
                 return self.values[loc[:n]]
@@ -349,11 +353,12 @@ def load_policy(text: str, filename: str) -> Policy:
     try:
         policy = Policy.model_validate(data)
     except ValidationError as e:
-        problems.extend(
-            _problem_for(doc, data, err)
-            for err in e.errors(include_url=False)
-            if err["type"] != "policy_reference"
-        )
+        reported = {p.path for p in doc.problems}
+        for err in e.errors(include_url=False):
+            if err["type"] != "policy_reference":
+                problem = _problem_for(doc, data, err)
+                if problem.path not in reported:  # the YAML problem there says it already
+                    problems.append(problem)
     for loc, expected, found in reference_problems(data):
         mark = doc.mark(loc)
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)

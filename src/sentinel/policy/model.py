@@ -583,7 +583,7 @@ def reference_problems(data: Any) -> list[tuple[Loc, str, Any]]:
             if key in ("restart", "signal", "run") and rule.get("when") is None:
                 problems.append(
                     (
-                        ("rules", i, "do", k, key),
+                        ("rules", i, "do", k),
                         f"expected a `when` for `{key}`: a rule without one applies to every "
                         "matching target all the time, so it may only notify or set "
                         "oom_score_adj",
@@ -601,5 +601,5 @@ def _dotted(loc: Loc) -> str:
 
 
 def key_path(loc: Loc) -> str:
-    """``("rules", 0, "when", "for")`` -> ``rules[0].when.for``."""
-    return _dotted(loc)
+    """``("rules", 0, "when", "for")`` -> ``rules[0].when.for``; ``()`` -> ``""``."""
+    return _dotted(loc) if loc else ""
