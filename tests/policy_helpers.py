@@ -56,7 +56,7 @@ def forecast(eta: float | None, *, t: float = NOW, constraint: str = "cgroup") -
         eta_seconds=eta,
         eta_low=eta,
         eta_high=eta,
-        rate_bytes_per_s=0.0 if eta is None else 12 * MiB / eta,
+        rate_bytes_per_s=0.0 if not eta else 12 * MiB / eta,
         peak_bytes=180 * MiB,
         window_s=1200.0,
     )

@@ -47,14 +47,13 @@ def _to_seconds(value: Any) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """Exactly ``seconds`` in the units people write: ``30s``, ``15m``, ``1h30m``, ``250ms``."""
+    """Exactly ``seconds`` in the units people write: ``30s``, ``15m``, ``1h30m``, ``0.25s``."""
     if seconds == 0:
         return "0s"
+    if seconds != int(seconds):
+        text = repr(float(seconds))
+        return (text if "e" not in text else f"{seconds:.9f}".rstrip("0")) + "s"
     millis = round(seconds * 1000)
-    if abs(millis - seconds * 1000) > 1e-6 or millis % 1000:
-        if abs(millis - seconds * 1000) <= 1e-6 and seconds < 1:
-            return f"{millis}ms"
-        return f"{seconds:g}s"
     whole = millis // 1000
     if whole >= 2 * 86400 and whole % 86400 == 0:
         return f"{whole // 86400}d"
