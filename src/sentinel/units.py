@@ -61,6 +61,8 @@ def parse_size(text: str) -> int:
     factor = _SIZE_UNITS.get(unit.lower())
     if factor is None:
         raise ValueError(f"unknown size unit {unit!r} in {text!r} (use Ki, Mi, Gi, K, M, G, ...)")
+    if "." not in number and not exponent:
+        return int(number) * factor  # exact, however large
     value = float(number) * (10 ** int(exponent) if exponent else 1) * factor
     if not math.isfinite(value):
         raise ValueError(f"size out of range: {text!r}")

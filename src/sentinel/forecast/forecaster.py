@@ -6,16 +6,18 @@ How it works, in short:
   (windows of 20 min, 1 h, 3 h, 8 h and 24 h, sixteen chunks each). Memory per target is
   bounded (at most 16 chunks per scale and a few dozen drop times); work per sample is a
   handful of comparisons, and a chunk closing costs one pass over 16 chunks.
-* Each scale estimates the growth of usage as the smaller of the least-squares slopes of
-  its two half windows (a leak grows in both, a step shows in one) and keeps it only when
-  it stands clear of the noise. Its peak envelope carries every chunk's peak forward at
-  that slope: kills happen at peaks, so with a GC sawtooth or periodic job spikes the
-  projection starts from the peaks, not from the mean.
+* Each scale estimates the growth of usage as the smallest of the least-squares slopes of
+  its three window thirds (a leak grows in all, a step or a ramp in at most two) and
+  keeps it only when it stands clear of the noise. Its peak envelope carries every
+  chunk's peak forward at that slope: kills happen at peaks, so with a GC sawtooth or
+  periodic job spikes the projection starts from the peaks, not from the mean.
 * Periodic drops (GC, batch jobs ending) are timed; a scale whose window holds fewer than
   four such periods would read one phase of the cycle as growth, so it is not used.
-* The forecast is the earliest kill any usable scale projects: the moment its envelope
-  reaches the limit. Growth that stops (a cache warmed up, a bounded queue full) leaves
-  the half-window slopes flat and the forecast falls silent.
+* The forecast rests on the longest usable scale that sees growth (the steadiest slope),
+  unless a shorter one sees growth clearly faster (the leak sped up, or just began); the
+  kill is the moment that scale's envelope reaches the limit. Growth that stops (a cache
+  warmed up, a bounded queue full) leaves the last third flat and the forecast falls
+  silent. Nothing is projected in the first 15 minutes of history.
 * Usage falling far below anything seen in the last hour is a restart: history starts
   over. Gaps leave chunks empty, which the fits skip. A new limit is used from the sample
   that carries it.
@@ -46,13 +48,18 @@ a third of the window must exceed. Short windows need more: noise there reads as
 growth, which projects a near kill; on long windows it reads as slow growth, harmless."""
 
 PERIODS_PER_WINDOW = 4.0
-"""A scale is used only when its window holds at least this many drop-to-drop periods."""
+"""A scale is used only when its window holds this many drop-to-drop periods (over one a third)."""
 DROP_FRACTION = 0.05
 """A fall of this share of the limit from the last peak counts as a drop (GC, job end)."""
 DROP_NOISE = 8.0
 """... and of at least this many mean sample-to-sample differences."""
 DROP_MEMORY_S = 86400.0
 """Drops older than this no longer say anything about the period."""
+MIN_HISTORY_S = 900.0
+"""No forecast before this much history: a ramp, a batch job or a GC cycle under way at
+start-up looks like growth until one has been seen through."""
+ACCELERATION = 1.5
+"""A shorter window overrides a longer one when it sees growth this many times faster."""
 RESTART_FRACTION = 0.10
 """Usage this share of the limit below the last hour's trough is a restart ..."""
 RESTART_RATIO = 0.7
@@ -110,7 +117,9 @@ class Forecaster:
         self._b_max = 0.0
         self._b_tmax = 0.0
         self._b_min = 0.0
-        self._scales = [Scale(window, round(window / n / BUCKET_S), n, z) for window, n, z in SCALES]
+        self._scales = [
+            Scale(window, round(window / n / BUCKET_S), n, z) for window, n, z in SCALES
+        ]
         self._best: Scale | None = None
         self._best_eta: float | None = None
         self._drops: deque[float] = deque(maxlen=48)
@@ -237,24 +246,21 @@ class Forecaster:
         return period
 
     def _choose(self, now: float) -> None:
-        """Pick the usable scale that projects the earliest kill."""
+        """Pick the scale to project with: the longest usable one that sees growth, or a
+        shorter one whose growth is clearly faster (the leak sped up, or just began)."""
         self._best = None
-        lim = self._limit
-        if lim is None:
+        if self._limit is None or now < MIN_HISTORY_S:
             return
         period = self._period(now)
         best: Scale | None = None
-        best_eta = math.inf
         last = len(self._scales) - 1
-        for i, scale in enumerate(self._scales):
+        for i in range(last, -1, -1):
+            scale = self._scales[i]
             if scale.span <= 0.0 or scale.slope <= 0.0:
                 continue
             if i < last and scale.span < PERIODS_PER_WINDOW * period:
                 continue
-            env = scale.env + scale.slope * (now - scale.env_t)
-            eta = (lim - env) / scale.slope
-            if eta < best_eta:
-                best_eta = eta
+            if best is None or scale.slope > ACCELERATION * best.slope:
                 best = scale
         self._best = best
 

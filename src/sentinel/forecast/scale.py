@@ -23,12 +23,14 @@ SEGMENTS = 3
 """The window is cut in this many equal parts; growth must show in every one."""
 MIN_POINTS_PER_SEGMENT = 3
 """Fewer chunk means than this in a part give no slope."""
+RESOLUTION = 1e-6
+"""Growth across a third below this share of the usage is rounding, not growth."""
 MIN_COVERAGE = 0.5
 """A scale speaks once its history covers this share of its window."""
 
 
-def _fit(points: list[Chunk]) -> tuple[float, float]:
-    """Least-squares slope of mean usage over time, and the residual sum of squares."""
+def _fit(points: list[Chunk]) -> tuple[float, float, float]:
+    """Least-squares slope of mean usage over time, residual sum of squares, mean usage."""
     n = len(points)
     sx = sy = 0.0
     for p in points:
@@ -44,9 +46,9 @@ def _fit(points: list[Chunk]) -> tuple[float, float]:
         sxy += dx * dy
         syy += dy * dy
     if sxx <= 0.0:
-        return 0.0, syy
+        return 0.0, syy, my
     slope = sxy / sxx
-    return slope, max(0.0, syy - slope * sxy)
+    return slope, max(0.0, syy - slope * sxy), my
 
 
 class Scale:
@@ -156,7 +158,8 @@ class Scale:
         if slope > 0.0:
             dof = len(chunks) - 2 * SEGMENTS
             sigma = (sum(f[1] for f in fits) / dof) ** 0.5 if dof > 0 else 0.0
-            if slope * part > self.z * sigma:
+            level = abs(fits[0][2])
+            if slope * part > self.z * sigma and slope * part > RESOLUTION * level:
                 self.slope = slope
                 self.slope_hi = max(f[0] for f in fits)
                 peak = max(c[2] + slope * (now - c[3]) for c in chunks)
