@@ -13,6 +13,7 @@ import yaml
 from sentinel.cli import main
 from sentinel.cli.common import EXIT_ERROR, EXIT_OK
 from sentinel.policy import load_policy
+from sentinel.policy.docs import readme_block
 
 POLICIES = Path(__file__).parent / "data" / "policies"
 EXAMPLE = POLICIES / "example.yaml"
@@ -114,3 +115,8 @@ def test_schema_duration_pattern_agrees_with_the_loader(
         load_policy(f"rules: [{{name: r, cooldown: {text}, do: [{{oom_score_adj: 1}}]}}]", "t")
     for text in ("soon", "5 minutes", "1h30", "-5s"):
         assert not pattern.match(text), text
+
+
+def test_readme_documents_every_key_as_the_models_do() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert readme_block() in readme, "regenerate with: python -m sentinel.policy.docs"

@@ -178,8 +178,8 @@ class Match(Selector):
     exclude: list[Selector] = Field(
         default_factory=list,
         description=(
-            "A match block, or a list of them: targets matching any of them are removed. "
-            "Default: none."
+            "A match block (name, labels, image, runtime), or a list of them: targets "
+            "matching any of them are removed. Default: none."
         ),
     )
 
