@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from policy_helpers import NOW, MiB, kill, kinds, leaking, memory, policy, run, target
@@ -447,3 +448,44 @@ def test_still_holds_for_memory_and_kill_triggered_decisions() -> None:
     assert not still_holds(big, memory(a, [(NOW + 1, 900 * MiB)]), NOW + 1)
     (report,) = run(EXAMPLE, [], [kill(a)])
     assert still_holds(report, TargetState(a), NOW + 1)
+
+
+def test_every_kind_of_decision_is_one_json_line() -> None:
+    p = policy(
+        "notifiers: {ops: {type: log}}\n"
+        "rules:\n"
+        "  - name: all\n"
+        "    when: {projected_oom_within: 15m}\n"
+        "    max_restarts: {count: 1, per: 1h}\n"
+        "    cooldown: 0s\n"
+        "    do:\n"
+        "      - restart: {grace_period: 45s}\n"
+        "      - notify: ops\n"
+        "      - oom_score_adj: 300\n"
+        "      - signal: USR2\n"
+        "      - run: {command: [dump, --all], timeout: 5s}\n"
+    )
+    a = target("a")
+    first = run(p, [leaking(a, 60)])
+    second = run(
+        p, [leaking(a, 60, at=NOW + 1)], now=NOW + 1, history=History().with_decisions(first)
+    )
+    lines = [json.dumps(d.to_dict()) for d in [*first, *second]]
+    assert [json.loads(line)["action"] for line in lines] == [
+        "restart",
+        "notify",
+        "oom_score_adj",
+        "signal",
+        "run",
+        "escalate",
+        "notify",
+        "oom_score_adj",
+        "signal",
+        "run",
+    ]
+    params = [json.loads(line)["params"] for line in lines]
+    assert params[0] == {"grace_period": "45s"}
+    assert params[3] == {"value": "SIGUSR2"}
+    assert params[4] == {"command": ["dump", "--all"], "timeout": "5s"}
+    assert params[5]["message"] == "restarts are not helping: likely leak"
+    assert json.loads(lines[0])["target"]["name"] == "a"
