@@ -125,9 +125,20 @@ class DockerClient:
                 return TemporaryError(f"{what}: Docker answered {e.status_code}: {e.explanation}")
             return SentinelError(f"{what}: Docker refused ({e.status_code}): {e.explanation}")
         if isinstance(e, requests.exceptions.RequestException | docker.errors.DockerException):
-            self._client = None  # reconnect next time
+            self.close()  # reconnect next time
             return TemporaryError(f"{what}: Docker at {self.base_url} is not reachable ({e})")
         return SentinelError(f"{what}: {e}")
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> DockerClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def ping(self) -> None:
         try:
