@@ -196,12 +196,12 @@ class LineDecoder:
             m = _BSD.match(line)
             if m:
                 mon = _month(m["mon"])
-                time = None
+                bsd_time: str | None = None
                 if mon is not None and self.year is not None:
-                    time = f"{self.year:04d}-{mon:02d}-{int(m['day']):02d}T{m['clock']}"
-                    time += m["frac"] or ""
+                    bsd_time = f"{self.year:04d}-{mon:02d}-{int(m['day']):02d}T{m['clock']}"
+                    bsd_time += m["frac"] or ""
                 stamp = line[: m.start("host") - 1]
-                return self._syslog(line[m.end() :], m["host"], m["tag"], time, stamp)
+                return self._syslog(line[m.end() :], m["host"], m["tag"], bsd_time, stamp)
             m = _FULL.match(line)
             if m:
                 time = f"{m['date']}T{m['clock']}{m['frac'] or ''}"
