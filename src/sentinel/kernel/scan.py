@@ -3,33 +3,255 @@
 Pure: byte chunks in, records out. An empty chunk means "the source is idle": the parser
 is flushed so that a report whose only kill evidence is the ``oom-kill:`` summary line is
 emitted without waiting for more input.
+
+Feeding every line of a multi-gigabyte log to :class:`~sentinel.kernel.oom.OomParser`
+costs microseconds a line, and almost none of those lines can matter. A line that does not
+belong to a report leaves the parser as it was, and only a few kinds of line can belong to
+one: while no report is open, those the parser's ``_marker_line`` handles and those that
+open a report without a header (:data:`IDLE`); while one is open, also the CPU line, task
+table rows, ``Mem-Info`` counters and the memcg usage lines (:data:`BUSY`). So each block is
+searched for those needles, a few passes of C code, and only the lines that hold one are
+decoded and fed. Skipped lines could still change the line decoder's memory of the last
+host, which an unprefixed continuation line takes: before a hit line with no prefix of its
+own, the skipped lines back to the last line with one are fed too.
+
+One approximation, on purpose: a report with no line of its own for :data:`STALE_BYTES`
+of log (a ``Mem-Info`` dump of a page allocation failure, a report whose kill line was
+cut) is taken to be abandoned. It stays open in the parser, but the scanner goes back to
+the :data:`IDLE` needles, so its table rows or counters arriving later than that are not
+fed. Kernels print a report in one burst; without this, one unfinished report would make
+the rest of a file several times slower to scan.
 """
 
 from __future__ import annotations
 
+import re
+from collections import deque
 from collections.abc import Iterable, Iterator
 
+from sentinel.kernel.lines import LineDecoder
 from sentinel.kernel.oom import OomParser
 from sentinel.model import KillRecord
 
+STALE_BYTES = 1 << 17
+"""Log bytes without a report line after which open reports are taken to be abandoned."""
+
+_WS = rb"[\t-\r\x1c-\x20\x80-\xff]"  # \s of a str pattern, in UTF-8 bytes (a superset)
+_DIGIT = rb"[0-9\x80-\xff]"  # \d of a str pattern (Unicode digits), likewise
+
+
+def _literal(text: bytes) -> re.Pattern[bytes]:
+    return re.compile(re.escape(text))
+
+
+IDLE: tuple[re.Pattern[bytes], ...] = (
+    _literal(b"oom-kill"),  # "invoked oom-killer", "oom-kill:"
+    re.compile(rb"ill(?:ed process|ed as a result| process|able process)"),
+    _literal(b"Tasks state"),
+    _literal(b"Mem-Info:"),
+    _literal(b"usage "),  # "memory: usage", "memory+swap: usage", "kmem: usage" ...
+    re.compile(rb"pid" + _WS + rb"*\]"),  # the task table header "[ pid ]"
+)
+"""Every line that changes the parser while no report is open matches one of these: the
+lines its ``_marker_line`` handles (``Killed process``, ``Kill process``, ``invoked
+oom-killer``, ``oom-kill:``, ``Task in ... killed as a result of limit``, ``no killable
+processes``) and those that open a report without a header."""
+
+BUSY: tuple[re.Pattern[bytes], ...] = (
+    *IDLE,
+    _literal(b"CPU: "),
+    _literal(b"Pid: "),
+    re.compile(rb"\[" + _WS + rb"*" + _DIGIT + rb"+\]" + _WS + rb"+[-0-9\x80-\xff]"),  # rows
+    _literal(b" pages"),  # "N pages RAM", "N total pagecache pages" ...
+    _literal(b" swap"),  # "Free swap  = NkB", "Total swap = NkB"
+    *(
+        _literal(name)
+        for name in (
+            b"_anon:",
+            b"_file:",
+            b"unevictable:",
+            b"dirty:",
+            b"writeback:",
+            b"unstable:",
+            b"reclaimable:",
+            b"mapped:",
+            b"shmem:",
+            b"pagetables:",
+            b"bounce:",
+            b"free:",
+            b"free_",
+        )
+    ),  # the Mem-Info counter lines
+)
+"""Every line that changes the parser while a report is open matches one of these.
+
+``tests/test_scan.py`` replays every sample through a parser and checks both claims on
+every line that changed it."""
+
+_CONTEXT_SEGMENTS = 4
+"""Skipped segments kept for the walk back to a prefixed line (each at most a chunk)."""
+
+_Segment = tuple[bytes, int, int]
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+def _self_contained(raw: bytes) -> bool:
+    """Whether the line carries its own prefix, so the decoder needs no earlier line.
+
+    A fresh decoder knows no host; a line that it still dates, places or numbers has a
+    prefix (syslog, journal, dmesg, /dev/kmsg) and sets the decoder's memory itself.
+    """
+    lines = LineDecoder().decode(_decode(raw))
+    if not lines:
+        return False
+    first = lines[0]
+    return (
+        first.host is not None
+        or first.kernel_timestamp is not None
+        or first.seq is not None
+        or first.log_time is not None
+        or first.time is not None
+    )
+
+
+class _Scanner:
+    """Feeds the parser the lines of blocks that matter; remembers what it skipped."""
+
+    def __init__(self, parser: OomParser) -> None:
+        self.parser = parser
+        self.quiet = 0
+        """Lines since the last one that belonged to a report."""
+        self.skipped: deque[_Segment] = deque()
+        self.skipped_truncated = False
+
+    def block(self, data: bytes, start: int, end: int) -> Iterator[KillRecord]:
+        """The records of the whole lines in ``data[start:end]``; the last may lack ``\\n``."""
+        parser = self.parser
+        pos = start
+        found = [-1] * len(BUSY)  # first match at or after the pos it was sought from
+        found_until = [0] * len(BUSY)  # ... in data[:found_until], if none was there
+        while pos < end:
+            stop = end
+            patterns = IDLE
+            if parser.busy and self.quiet < STALE_BYTES:
+                patterns = BUSY
+                stop = min(end, pos + STALE_BYTES - self.quiet)
+            hit = stop
+            for i, pattern in enumerate(patterns):
+                p = found[i]
+                if p < pos:
+                    m = pattern.search(data, pos, stop)
+                    p = found[i] = m.start() if m is not None else stop
+                    found_until[i] = stop
+                elif p >= found_until[i] and found_until[i] < stop:
+                    # none up to found_until: go on from the start of the line it cut
+                    resume = data.rfind(b"\n", pos, found_until[i]) + 1 or pos
+                    m = pattern.search(data, resume, stop)
+                    p = found[i] = m.start() if m is not None else stop
+                    found_until[i] = stop
+                hit = min(hit, p)
+            if hit >= stop:
+                # nothing here: skip to stop, but only by whole lines
+                cut = stop if stop == end else data.rfind(b"\n", pos, stop) + 1
+                if cut <= pos:
+                    cut = data.find(b"\n", stop, end) + 1 or end
+                if parser.busy:
+                    self.quiet += cut - pos
+                self._skip(data, pos, cut)
+                pos = cut
+                continue
+            line_start = data.rfind(b"\n", pos, hit) + 1 or pos
+            line_end = data.find(b"\n", hit, end)
+            if line_end < 0:
+                line_end = end
+            if parser.busy:
+                self.quiet += line_start - pos
+            yield from self._feed_hit(data, pos, line_start, line_end)
+            if parser.last_line_related:
+                self.quiet = 0
+            else:
+                self.quiet += line_end + 1 - line_start
+            pos = line_end + 1
+
+    def _skip(self, data: bytes, start: int, end: int) -> None:
+        if start >= end:
+            return
+        if len(self.skipped) >= _CONTEXT_SEGMENTS:
+            self.skipped.popleft()
+            self.skipped_truncated = True
+        self.skipped.append((data, start, end))
+
+    def _feed_hit(
+        self, data: bytes, pos: int, line_start: int, line_end: int
+    ) -> Iterator[KillRecord]:
+        """Feed the hit line, after the skipped lines it takes its host from, if any."""
+        raw = data[line_start:line_end]
+        lines: list[bytes] = []
+        if (line_start > pos or self.skipped) and not _self_contained(raw):
+            self._skip(data, pos, line_start)
+            lines = self._back_to_prefixed_line()
+        self.skipped.clear()
+        self.skipped_truncated = False
+        lines.append(raw)
+        for line in lines:
+            records = self.parser.feed(_decode(line))
+            if records:
+                yield from records
+
+    def _back_to_prefixed_line(self) -> list[bytes]:
+        """The skipped lines from the last one with a prefix of its own, in order.
+
+        All of them when none has one: the decoder's memory then comes from the last line
+        that was fed, and these lines carry it on.
+        """
+        back: list[bytes] = []
+        for data, start, end in reversed(self.skipped):
+            stop = end
+            while stop > start:
+                cut = data.rfind(b"\n", start, stop - 1)
+                begin = cut + 1 if cut >= 0 else start
+                line_stop = stop - 1 if data[stop - 1 : stop] == b"\n" else stop
+                if line_stop > begin:
+                    raw = data[begin:line_stop]
+                    back.append(raw)
+                    if _self_contained(raw):
+                        back.reverse()
+                        return back
+                stop = begin
+        back.reverse()
+        return back
+
 
 def scan_chunks(chunks: Iterable[bytes], parser: OomParser | None = None) -> Iterator[KillRecord]:
-    """All kill records in a byte stream cut at arbitrary places, in log order."""
+    """All kill records in a byte stream cut at arbitrary places, in log order.
+
+    The records are those of feeding every line to ``parser`` (see the module docstring
+    for the one deliberate approximation).
+    """
     parser = parser if parser is not None else OomParser()
+    scanner = _Scanner(parser)
     tail = b""
     for chunk in chunks:
         if not chunk:
             yield from parser.flush()
             continue
-        data = tail + chunk
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            tail = data
+        first = chunk.find(b"\n")
+        if first < 0:
+            tail += chunk
             continue
-        tail = data[cut + 1 :]
-        for raw in data[: cut + 1].split(b"\n"):
-            if raw:
-                yield from parser.feed(raw.decode("utf-8", "replace"))
+        if tail:
+            head = tail + chunk[: first + 1]
+            yield from scanner.block(head, 0, len(head))
+            start = first + 1
+        else:
+            start = 0
+        cut = chunk.rfind(b"\n") + 1
+        if cut > start:
+            yield from scanner.block(chunk, start, cut)
+        tail = chunk[cut:]
     if tail:
-        yield from parser.feed(tail.decode("utf-8", "replace"))
+        yield from scanner.block(tail, 0, len(tail))
     yield from parser.flush()
