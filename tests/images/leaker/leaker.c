@@ -16,7 +16,13 @@
  *   --wait-usr1     LEAKER_WAIT_USR1=1   after the baseline, wait for SIGUSR1 before
  *                                        leaking (`docker kill -s USR1`): lets a test see
  *                                        the running container before it leaks
+ *   --fork N        LEAKER_FORK          start N child processes first (default 0): they
+ *                                        leak nothing and sleep until signalled (or their
+ *                                        parent exits), so a test sees a container with
+ *                                        more than one process
  *
+ * SIGUSR2 (a "dump diagnostics" request) is counted and reported on stdout as
+ * "leaker: SIGUSR2 count=N"; it never stops the leaker.
  * A static binary for an image FROM scratch: no libc at run time, no shell.
  */
 #define _GNU_SOURCE
@@ -26,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,16 +40,31 @@
 
 static volatile sig_atomic_t stop_signal;
 static volatile sig_atomic_t go_signal;
+static volatile sig_atomic_t usr2_count;
+static int usr2_reported;
 
 static void on_signal(int sig) { stop_signal = sig; }
 static void on_go(int sig) { go_signal = sig; }
+static void on_usr2(int sig) {
+    (void)sig;
+    usr2_count++;
+}
+
+/* Report SIGUSR2s received since the last call (not from the handler: printf is unsafe). */
+static void report_usr2(void) {
+    int n = usr2_count;
+    if (n != usr2_reported) {
+        usr2_reported = n;
+        printf("leaker: SIGUSR2 count=%d\n", n);
+    }
+}
 
 static void usage(const char *prog) {
     fprintf(stderr,
             "usage: %s [--rate MiB] [--cap MiB] [--baseline MiB] [--step-ms N] [--hold|--exit]"
-            " [--wait-usr1]\n"
+            " [--wait-usr1] [--fork N]\n"
             "env: LEAKER_RATE_MIB LEAKER_CAP_MIB LEAKER_BASELINE_MIB LEAKER_STEP_MS LEAKER_HOLD"
-            " LEAKER_WAIT_USR1\n",
+            " LEAKER_WAIT_USR1 LEAKER_FORK\n",
             prog);
 }
 
@@ -97,6 +119,7 @@ int main(int argc, char **argv) {
     int hold = !(hold_env != NULL && strcmp(hold_env, "0") == 0);
     const char *wait_env = getenv("LEAKER_WAIT_USR1");
     int wait_usr1 = wait_env != NULL && strcmp(wait_env, "1") == 0;
+    double forks = env_number("LEAKER_FORK", 0);
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -117,6 +140,8 @@ int main(int argc, char **argv) {
             baseline = parse_number(a, argv[++i]);
         } else if (i + 1 < argc && strcmp(a, "--step-ms") == 0) {
             step_ms = parse_number(a, argv[++i]);
+        } else if (i + 1 < argc && strcmp(a, "--fork") == 0) {
+            forks = parse_number(a, argv[++i]);
         } else {
             fprintf(stderr, "leaker: unknown or incomplete option '%s'\n", a);
             usage(argv[0]);
@@ -136,12 +161,34 @@ int main(int argc, char **argv) {
     /* Installed even without --wait-usr1: a stray USR1 must not kill the leaker. */
     sa.sa_handler = on_go;
     sigaction(SIGUSR1, &sa, NULL);
+    sa.sa_handler = on_usr2;
+    sigaction(SIGUSR2, &sa, NULL);
 
     /* Line-buffered so `docker logs` shows each line as it happens. */
     setvbuf(stdout, NULL, _IOLBF, 0);
     printf("leaker: start pid=%d rate_mib_s=%g cap_mib=%g baseline_mib=%g step_ms=%g hold=%d"
            " wait_usr1=%d\n",
            (int)getpid(), rate, cap, baseline, step_ms, hold, wait_usr1);
+
+    for (int n = 0; n < (int)forks; n++) {
+        pid_t child = fork();
+        if (child < 0) {
+            fprintf(stderr, "leaker: fork: %s\n", strerror(errno));
+            return 3;
+        }
+        if (child == 0) {
+            /* Outside a container (where init's exit ends them) die with the parent. */
+            prctl(PR_SET_PDEATHSIG, SIGTERM);
+            if (getppid() == 1) {
+                return 0;
+            }
+            printf("leaker: child %d pid=%d\n", n + 1, (int)getpid());
+            while (!stop_signal) {
+                sleep_ms(100);
+            }
+            return 0;
+        }
+    }
 
     if (!grab((size_t)(baseline * MIB), 0xb5)) {
         return 3;
@@ -150,6 +197,7 @@ int main(int argc, char **argv) {
     if (wait_usr1) {
         printf("leaker: waiting for SIGUSR1\n");
         while (!go_signal && !stop_signal) {
+            report_usr2();
             sleep_ms(50);
         }
         if (!stop_signal) {
@@ -160,6 +208,7 @@ int main(int argc, char **argv) {
     double per_step = rate * step_ms / 1000.0 * MIB; /* bytes per step */
     double leaked = 0, carry = 0;
     while (!stop_signal) {
+        report_usr2();
         if (rate > 0 && (cap <= 0 || leaked < cap * MIB)) {
             carry += per_step;
             size_t chunk = (size_t)carry;
