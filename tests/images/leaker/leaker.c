@@ -170,6 +170,7 @@ int main(int argc, char **argv) {
            " wait_usr1=%d\n",
            (int)getpid(), rate, cap, baseline, step_ms, hold, wait_usr1);
 
+    pid_t parent = getpid();
     for (int n = 0; n < (int)forks; n++) {
         pid_t child = fork();
         if (child < 0) {
@@ -179,7 +180,7 @@ int main(int argc, char **argv) {
         if (child == 0) {
             /* Outside a container (where init's exit ends them) die with the parent. */
             prctl(PR_SET_PDEATHSIG, SIGTERM);
-            if (getppid() == 1) {
+            if (getppid() != parent) {
                 return 0;
             }
             printf("leaker: child %d pid=%d\n", n + 1, (int)getpid());
