@@ -17,7 +17,7 @@ import pytest
 
 import cgroups
 from cgroups import MIB, Cgroup
-from sentinel.sources.cgroup import CgroupFS, CgroupGoneError
+from sentinel.sources.cgroup import CgroupFS, CgroupGoneError, CgroupSet
 from sentinel.sources.procfs import Proc
 
 pytestmark = pytest.mark.kernel
@@ -102,6 +102,23 @@ def test_removed_cgroup_is_gone() -> None:
     handle.close()
     with pytest.raises(CgroupGoneError):
         fs.open(cg.path)
+
+
+def test_set_drops_removed_cgroups(nested: tuple[Cgroup, Cgroup]) -> None:
+    parent, child = nested
+    other = parent.child(limit_bytes=64 * MIB)
+    with CgroupSet(CgroupFS()) as watched:
+        watched.add(child.path)
+        watched.add(other.path)
+        samples, gone = watched.sample()
+        assert sorted(s.cgroup for s in samples) == sorted([child.path, other.path])
+        binding = {s.cgroup: s.effective_limit_cgroup for s in samples}
+        assert binding == {child.path: parent.path, other.path: other.path}
+        parent.children.remove(other)
+        other.remove()
+        samples, gone = watched.sample()
+        assert ([s.cgroup for s in samples], gone) == ([child.path], [other.path])
+        assert len(watched) == 1
 
 
 def test_oom_kill_is_counted() -> None:

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from sentinel.errors import SourceError
+from sentinel.sources._fd import fields
 from sentinel.sources.cgroup import (
     CgroupFS,
     CgroupGoneError,
+    CgroupSet,
     ancestors,
     effective_limit,
     parse_limit,
@@ -307,3 +309,44 @@ def test_v2_without_psi(tmp_path: Path) -> None:
     shutil.copytree(V2, root)
     (root / DOCKER_V2.strip("/") / "memory.pressure").unlink()
     assert CgroupFS(root).sample(DOCKER_V2).pressure is None
+
+
+# --- key lookup and sets of cgroups ---------------------------------------------------
+
+
+def test_fields_in_order_out_of_order_first_and_absent() -> None:
+    data = b"anon 1\nfile 2\nfile_mapped 3\ninactive_file 4\n"
+    assert fields(data, (b"anon ", b"file ", b"inactive_file ")) == [1, 2, 4]
+    assert fields(data, (b"inactive_file ", b"anon ", b"file_mapped ")) == [4, 1, 3]
+    assert fields(data, (b"shmem ", b"file ")) == [None, 2]
+    assert fields(b"oom_kill 5", (b"oom_kill ",)) == [5]  # no trailing newline
+    assert fields(b"xoom_kill 5\noom_kill 6\n", (b"oom_kill ",)) == [6]
+
+
+def test_set_samples_all_and_shares_parents() -> None:
+    fs = CgroupFS(V1, clock=clock)
+    with CgroupSet(fs) as watched:
+        for cgroup in (NOLIMIT_V1, KILLED_V1, DOCKER_V1, NOLIMIT_V1):
+            watched.add(cgroup)
+        assert len(watched) == 3
+        assert NOLIMIT_V1 in watched
+        samples, gone = watched.sample()
+        assert gone == []
+        by_path = {s.cgroup: s for s in samples}
+        assert by_path[NOLIMIT_V1] == fs.sample(NOLIMIT_V1)
+        assert by_path[KILLED_V1].oom_kill == 1
+        assert by_path[DOCKER_V1].effective_limit_cgroup == DOCKER_V1
+        watched.discard(KILLED_V1)
+        watched.discard("/not/watched")
+        assert len(watched) == 2
+    assert len(watched) == 0
+
+
+def test_set_add_of_a_missing_cgroup_changes_nothing() -> None:
+    with CgroupSet(CgroupFS(V1)) as watched:
+        watched.add(NOLIMIT_V1)
+        with pytest.raises(CgroupGoneError):
+            watched.add(f"{POD_V1}/nope")
+        assert len(watched) == 1
+        samples, gone = watched.sample()
+        assert ([s.cgroup for s in samples], gone) == ([NOLIMIT_V1], [])

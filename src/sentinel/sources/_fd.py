@@ -55,3 +55,30 @@ def field(data: bytes, key: bytes) -> int | None:
         start = i + 1 + len(key)
     end = data.find(b"\n", start)
     return int(data[start:end] if end >= 0 else data[start:])
+
+
+def fields(data: bytes, keys: tuple[bytes, ...]) -> list[int | None]:
+    """Several :func:`field` values in one pass; ``keys`` in the order the file has them.
+
+    Each key is searched from where the previous one was found (a key out of order is
+    still found, by a search from the start).
+    """
+    out: list[int | None] = []
+    pos = 0
+    for key in keys:
+        i = data.find(b"\n" + key, pos)
+        if i >= 0:
+            start = i + 1 + len(key)
+        elif data.startswith(key):
+            start = len(key)
+        elif (i := data.find(b"\n" + key)) >= 0:
+            start = i + 1 + len(key)
+        else:
+            out.append(None)
+            continue
+        end = data.find(b"\n", start)
+        if end < 0:
+            end = len(data)
+        out.append(int(data[start:end]))
+        pos = end
+    return out

@@ -33,13 +33,13 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
 from sentinel.errors import SourceError
 from sentinel.model import MemoryPressure, MemorySample
-from sentinel.sources._fd import field, pread_all, read_bytes
+from sentinel.sources._fd import field, fields, pread_all, read_bytes
 from sentinel.sources.procfs import parse_pressure
 
 Clock = Callable[[], float]
@@ -102,11 +102,10 @@ def _pressure(data: bytes | None) -> MemoryPressure | None:
     return None if data is None else parse_pressure(data.decode())
 
 
-def _required(data: bytes, key: bytes, name: str) -> int:
-    value = field(data, key)
-    if value is None:
-        raise ValueError(f"{name} lacks {key.decode().strip()!r}")
-    return value
+# memory.stat and memory.events keys, in the order the kernel prints them.
+_V1_STAT_KEYS = (b"total_cache ", b"total_rss ", b"total_inactive_file ")
+_V2_STAT_KEYS = (b"anon ", b"file ", b"inactive_file ")
+_V2_EVENT_KEYS = (b"max ", b"oom ", b"oom_kill ")
 
 
 def v1_sample(
@@ -129,7 +128,9 @@ def v1_sample(
     """
     usage_bytes = int(usage)
     own = parse_limit(limit)
-    inactive_file = _required(stat, b"total_inactive_file ", "memory.stat")
+    cache, rss, inactive_file = fields(stat, _V1_STAT_KEYS)
+    if inactive_file is None:
+        raise ValueError("memory.stat lacks 'total_inactive_file'")
     limits = [(cgroup, own), *((c, parse_limit(raw)) for c, raw in ancestor_limits)]
     eff, setter = effective_limit(limits)
     return MemorySample(
@@ -137,8 +138,8 @@ def v1_sample(
         cgroup=cgroup,
         usage_bytes=usage_bytes,
         working_set_bytes=max(0, usage_bytes - inactive_file),
-        anon_bytes=field(stat, b"total_rss "),
-        cache_bytes=field(stat, b"total_cache "),
+        anon_bytes=rss,
+        cache_bytes=cache,
         limit_bytes=own,
         effective_limit_bytes=eff,
         effective_limit_cgroup=setter,
@@ -167,7 +168,10 @@ def v2_sample(
     """
     usage_bytes = int(current)
     own = parse_limit(max_)
-    inactive_file = _required(stat, b"inactive_file ", "memory.stat")
+    anon, file, inactive_file = fields(stat, _V2_STAT_KEYS)
+    if inactive_file is None:
+        raise ValueError("memory.stat lacks 'inactive_file'")
+    limit_hits, oom, oom_kill = fields(events, _V2_EVENT_KEYS)
     limits = [(cgroup, own), *((c, parse_limit(raw)) for c, raw in ancestor_limits)]
     eff, setter = effective_limit(limits)
     return MemorySample(
@@ -175,14 +179,14 @@ def v2_sample(
         cgroup=cgroup,
         usage_bytes=usage_bytes,
         working_set_bytes=max(0, usage_bytes - inactive_file),
-        anon_bytes=field(stat, b"anon "),
-        cache_bytes=field(stat, b"file "),
+        anon_bytes=anon,
+        cache_bytes=file,
         limit_bytes=own,
         effective_limit_bytes=eff,
         effective_limit_cgroup=setter,
-        limit_hits=field(events, b"max "),
-        oom=field(events, b"oom "),
-        oom_kill=field(events, b"oom_kill "),
+        limit_hits=limit_hits,
+        oom=oom,
+        oom_kill=oom_kill,
         pressure=_pressure(pressure),
     )
 
@@ -303,6 +307,15 @@ def _read(path: str) -> bytes:
         raise SourceError(f"cannot read {path}: {e.strerror}") from e
 
 
+def _open_fd(path: str) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENODEV):
+            raise CgroupGoneError(f"no cgroup file {path}") from e
+        raise SourceError(f"cannot open {path}: {e.strerror}") from e
+
+
 _V1_FILES = (
     "memory.usage_in_bytes",
     "memory.limit_in_bytes",
@@ -321,7 +334,7 @@ class CgroupHandle:
     per ancestor; close it when the cgroup is no longer watched.
     """
 
-    def __init__(self, fs: CgroupFS, cgroup: str) -> None:
+    def __init__(self, fs: CgroupFS, cgroup: str, *, own_ancestors: bool = True) -> None:
         self.fs = fs
         self.cgroup = normalize(cgroup)
         self.version = fs.version
@@ -331,12 +344,13 @@ class CgroupHandle:
         directory = str(fs.path(self.cgroup))
         names = _V1_FILES if self.version == "v1" else _V2_FILES
         self._nfiles = len(names)
+        self.ancestors = ancestors(self.cgroup)
         self._ancestors: list[tuple[str, int]] = []
         self._pressure: int | None = None
         try:
             for name in names:
                 self._open(f"{directory}/{name}")
-            for parent in ancestors(self.cgroup):
+            for parent in self.ancestors if own_ancestors else ():
                 fd = self._open(f"{fs.path(parent)}/{fs.limit_file}")
                 self._ancestors.append((parent, fd))
             if fs.unified_root is not None:
@@ -361,12 +375,7 @@ class CgroupHandle:
         return fd
 
     def _open(self, path: str) -> int:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as e:
-            if e.errno in (errno.ENOENT, errno.ENODEV):
-                raise CgroupGoneError(f"no cgroup file {path}") from e
-            raise SourceError(f"cannot open {path}: {e.strerror}") from e
+        fd = _open_fd(path)
         self._fds.append(fd)
         return fd
 
@@ -388,15 +397,22 @@ class CgroupHandle:
     def closed(self) -> bool:
         return not self._fds
 
-    def sample(self) -> MemorySample:
-        """Read the cgroup now (stamped with the filesystem's clock)."""
+    def sample(self, parent_limits: Mapping[str, bytes] | None = None) -> MemorySample:
+        """Read the cgroup now (stamped with the filesystem's clock).
+
+        ``parent_limits``: the ancestors' limit files, already read, for a handle opened
+        without its own (:class:`CgroupSet` reads each shared ancestor once per tick).
+        """
         fds = self._fds
         if not fds:
             raise ValueError(f"{self!r} is closed")
         t = self.fs.clock()
         try:
             raw = [pread_all(fd) for fd in fds[: self._nfiles]]
-            parents = [(c, pread_all(fd)) for c, fd in self._ancestors]
+            if parent_limits is None:
+                parents = [(c, pread_all(fd)) for c, fd in self._ancestors]
+            else:
+                parents = [(c, parent_limits[c]) for c in self.ancestors]
             pressure = None if self._pressure is None else pread_all(self._pressure)
             if self.version == "v1":
                 usage, limit, stat, failcnt, oom_control = raw
@@ -428,3 +444,94 @@ class CgroupHandle:
             raise SourceError(f"cannot read cgroup {self.cgroup}: {e.strerror}") from e
         except ValueError as e:
             raise SourceError(f"cgroup {self.cgroup} under {self.fs.memory_root}: {e}") from e
+
+
+class CgroupSet:
+    """Many cgroups sampled together, once per tick: what a daemon watching containers uses.
+
+    Containers share their parents (``/docker``, ``kubepods.slice``, ...), so the parents'
+    limit files are held once for the whole set and read once per :meth:`sample`, not once
+    per cgroup. Cgroups that disappear are dropped from the set and reported.
+    """
+
+    def __init__(self, fs: CgroupFS) -> None:
+        self.fs = fs
+        self._handles: dict[str, CgroupHandle] = {}
+        self._parents: dict[str, list[int]] = {}  # path -> [fd, number of handles using it]
+
+    def __enter__(self) -> CgroupSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return len(self._handles)
+
+    def __contains__(self, cgroup: object) -> bool:
+        return isinstance(cgroup, str) and normalize(cgroup) in self._handles
+
+    def add(self, cgroup: str) -> None:
+        """Watch a cgroup (no-op when already watched; :class:`CgroupGoneError` if absent)."""
+        cgroup = normalize(cgroup)
+        if cgroup in self._handles:
+            return
+        handle = CgroupHandle(self.fs, cgroup, own_ancestors=False)
+        opened: list[str] = []
+        try:
+            for parent in handle.ancestors:
+                entry = self._parents.get(parent)
+                if entry is None:
+                    fd = _open_fd(f"{self.fs.path(parent)}/{self.fs.limit_file}")
+                    self._parents[parent] = [fd, 1]
+                else:
+                    entry[1] += 1
+                opened.append(parent)
+        except BaseException:
+            self._release(opened)
+            handle.close()
+            raise
+        self._handles[cgroup] = handle
+
+    def discard(self, cgroup: str) -> None:
+        handle = self._handles.pop(normalize(cgroup), None)
+        if handle is not None:
+            self._release(handle.ancestors)
+            handle.close()
+
+    def _release(self, parents: Sequence[str]) -> None:
+        for parent in parents:
+            entry = self._parents[parent]
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._parents[parent]
+                os.close(entry[0])
+
+    def close(self) -> None:
+        for cgroup in list(self._handles):
+            self.discard(cgroup)
+
+    def sample(self) -> tuple[list[MemorySample], list[str]]:
+        """One sample of every cgroup in the set, and the cgroups found gone (now dropped)."""
+        limits: dict[str, bytes] = {}
+        missing: set[str] = set()
+        for parent, (fd, _) in self._parents.items():
+            try:
+                limits[parent] = pread_all(fd)
+            except OSError as e:
+                if e.errno not in (errno.ENOENT, errno.ENODEV):
+                    raise SourceError(f"cannot read cgroup {parent}: {e.strerror}") from e
+                missing.add(parent)
+        samples: list[MemorySample] = []
+        gone: list[str] = []
+        for cgroup, handle in self._handles.items():
+            if missing and not missing.isdisjoint(handle.ancestors):
+                gone.append(cgroup)  # a parent was removed: so was this cgroup
+                continue
+            try:
+                samples.append(handle.sample(limits))
+            except CgroupGoneError:
+                gone.append(cgroup)
+        for cgroup in gone:
+            self.discard(cgroup)
+        return samples, gone
