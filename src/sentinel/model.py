@@ -244,3 +244,31 @@ class Target:
         if self.is_self:
             out["is_self"] = True
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """What came of one action on one target: carried out, refused, failed, or only decided
+    (``dry_run``). ``detail`` is the evidence (pids written, exit codes, signal sent, hook
+    output); ``error`` says what went wrong when ``ok`` is false."""
+
+    action: str
+    """``restart``, ``oom_score_adj``, ``signal``, ``run`` (or ``notify``, ``escalate``)."""
+    target_id: str
+    ok: bool
+    dry_run: bool = False
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, for the action log line and the state file."""
+        out: dict[str, Any] = {
+            "action": self.action,
+            "target_id": self.target_id,
+            "ok": self.ok,
+            "dry_run": self.dry_run,
+            "detail": dict(self.detail),
+        }
+        if self.error is not None:
+            out["error"] = self.error
+        return out
