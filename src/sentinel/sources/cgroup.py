@@ -6,7 +6,8 @@ Two halves, as for every source:
   :func:`v2_sample`, which turn the raw bytes of one cgroup's files into a
   :class:`~sentinel.model.MemorySample`;
 * thin readers: :class:`CgroupFS` finds the memory hierarchy under an injectable root
-  (``/sys/fs/cgroup``: v1, v2 or hybrid) and opens a :class:`CgroupHandle` per cgroup.
+  (``/sys/fs/cgroup``: v1, v2 or hybrid) and opens a :class:`CgroupHandle` per cgroup;
+  :class:`CgroupSet` samples many cgroups per tick, reading shared parents once.
 
 The hot path is :meth:`CgroupHandle.sample`. A handle keeps its files open and re-reads
 them with ``pread(fd, n, 0)``: the kernel regenerates a cgroup file at each read from
