@@ -176,6 +176,16 @@ class DockerClient:
         except Exception as e:
             raise self._translate(f"restart {container_id[:12]}", e) from e
 
+    def kill(self, container_id: str, signal: str) -> None:
+        """Send ``signal`` (a name such as ``SIGUSR2``) to the container's main process.
+
+        Docker refuses (409, a :class:`~sentinel.errors.SentinelError`) when the container is
+        not running."""
+        try:
+            self._api().api.kill(container_id, signal=signal)
+        except Exception as e:
+            raise self._translate(f"kill -s {signal} {container_id[:12]}", e) from e
+
     def events(self, *, since: float | None = None) -> Iterator[DockerEvent]:
         """Container lifecycle events, as they happen (blocks; ends when Docker goes away)."""
         try:
