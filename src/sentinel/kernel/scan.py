@@ -44,9 +44,17 @@ def _literal(text: bytes) -> re.Pattern[bytes]:
     return re.compile(re.escape(text))
 
 
-IDLE: tuple[re.Pattern[bytes], ...] = (
+IDLE_CORE: tuple[re.Pattern[bytes], ...] = (
     _literal(b"oom-kill"),  # "invoked oom-killer", "oom-kill:"
     re.compile(rb"ill(?:ed process|ed as a result| process|able process)"),
+)
+"""The lines that start or end a report in a log whose reports have their heads."""
+
+OPENER_BYTES = 4 << 20
+"""How far into a stream reports are sought by their middle lines too (see below)."""
+
+IDLE: tuple[re.Pattern[bytes], ...] = (
+    *IDLE_CORE,
     _literal(b"Tasks state"),
     _literal(b"Mem-Info:"),
     _literal(b"usage "),  # "memory: usage", "memory+swap: usage", "kmem: usage" ...
@@ -55,7 +63,13 @@ IDLE: tuple[re.Pattern[bytes], ...] = (
 """Every line that changes the parser while no report is open matches one of these: the
 lines its ``_marker_line`` handles (``Killed process``, ``Kill process``, ``invoked
 oom-killer``, ``oom-kill:``, ``Task in ... killed as a result of limit``, ``no killable
-processes``) and those that open a report without a header."""
+processes``) and those that open a report without a header.
+
+A report without its head (``Tasks state``, ``Mem-Info:``, memcg usage, a task table with
+no ``invoked oom-killer`` before it) is one whose start was cut off: at the top of a
+rotated file or of an excerpt. The kernel's rate limit drops a report's head and body
+together. So these four needles, which cost more than half the scan, are sought only in
+the first :data:`OPENER_BYTES` of a stream; after that only :data:`IDLE_CORE`."""
 
 BUSY: tuple[re.Pattern[bytes], ...] = (
     *IDLE,
@@ -126,6 +140,8 @@ class _Scanner:
         """Lines since the last one that belonged to a report."""
         self.skipped: deque[_Segment] = deque()
         self.skipped_truncated = False
+        self.offset = 0
+        """Bytes of the stream scanned so far."""
 
     def block(self, data: bytes, start: int, end: int) -> Iterator[KillRecord]:
         """The records of the whole lines in ``data[start:end]``; the last may lack ``\\n``."""
@@ -135,7 +151,7 @@ class _Scanner:
         found_until = [0] * len(BUSY)  # ... in data[:found_until], if none was there
         while pos < end:
             stop = end
-            patterns = IDLE
+            patterns = IDLE if self.offset + pos - start < OPENER_BYTES else IDLE_CORE
             if parser.busy and self.quiet < STALE_BYTES:
                 patterns = BUSY
                 stop = min(end, pos + STALE_BYTES - self.quiet)
@@ -175,6 +191,7 @@ class _Scanner:
             else:
                 self.quiet += line_end + 1 - line_start
             pos = line_end + 1
+        self.offset += end - start
 
     def _skip(self, data: bytes, start: int, end: int) -> None:
         if start >= end:
