@@ -248,9 +248,9 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class ActionResult:
-    """What came of one action on one target: carried out, refused, failed, or only decided
-    (``dry_run``). ``detail`` is the evidence (pids written, exit codes, signal sent, hook
-    output); ``error`` says what went wrong when ``ok`` is false."""
+    """What came of one action on one target. ``detail`` is the evidence (pids written,
+    exit codes, signal sent, hook output); ``error`` says what went wrong when ``ok`` is
+    false."""
 
     action: str
     """``restart``, ``oom_score_adj``, ``signal``, ``run`` (or ``notify``, ``escalate``)."""
@@ -259,6 +259,10 @@ class ActionResult:
     dry_run: bool = False
     detail: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
+    outcome: str = "done"
+    """``done``; ``dry_run`` (decided and logged, nothing changed); ``dropped`` (the
+    re-check just before acting found the decision no longer holds); ``refused`` (a
+    safety rail: sentinel itself, its parents, the host's init); ``failed`` (``error``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, for the action log line and the state file."""
@@ -267,6 +271,7 @@ class ActionResult:
             "target_id": self.target_id,
             "ok": self.ok,
             "dry_run": self.dry_run,
+            "outcome": self.outcome,
             "detail": dict(self.detail),
         }
         if self.error is not None:
