@@ -40,21 +40,48 @@ _WS = rb"[\t-\r\x1c-\x20\x80-\xff]"  # \s of a str pattern, in UTF-8 bytes (a su
 _DIGIT = rb"[0-9\x80-\xff]"  # \d of a str pattern (Unicode digits), likewise
 
 
-def _literal(text: bytes) -> re.Pattern[bytes]:
-    return re.compile(re.escape(text))
+class _Hit:
+    __slots__ = ("_start",)
+
+    def __init__(self, start: int) -> None:
+        self._start = start
+
+    def start(self) -> int:
+        return self._start
 
 
-IDLE_CORE: tuple[re.Pattern[bytes], ...] = (
+class _Literal:
+    """A fixed needle with ``re.Pattern.search``'s signature: ``bytes.find`` is 2x faster."""
+
+    __slots__ = ("needle",)
+
+    def __init__(self, needle: bytes) -> None:
+        self.needle = needle
+
+    def search(self, data: bytes, pos: int = 0, endpos: int = 1 << 62) -> _Hit | None:
+        i = data.find(self.needle, pos, endpos)
+        return _Hit(i) if i >= 0 else None
+
+
+_Needle = re.Pattern[bytes] | _Literal
+
+
+def _literal(text: bytes) -> _Literal:
+    return _Literal(text)
+
+
+IDLE_CORE: tuple[_Needle, ...] = (
     _literal(b"oom-kill"),  # "invoked oom-killer", "oom-kill:"
-    re.compile(rb"ill(?:ed process|ed as a result| process|able process)"),
+    re.compile(rb"Kill(?:ed)? process"),  # a literal head: sre skips to "Kill" in C
 )
 """The lines that start or end a report in a log whose reports have their heads."""
 
 OPENER_BYTES = 4 << 20
 """How far into a stream reports are sought by their middle lines too (see below)."""
 
-IDLE: tuple[re.Pattern[bytes], ...] = (
+IDLE: tuple[_Needle, ...] = (
     *IDLE_CORE,
+    re.compile(rb"killed as a result|killable process"),  # legacy "Task in", no victim
     _literal(b"Tasks state"),
     _literal(b"Mem-Info:"),
     _literal(b"usage "),  # "memory: usage", "memory+swap: usage", "kmem: usage" ...
@@ -65,13 +92,13 @@ lines its ``_marker_line`` handles (``Killed process``, ``Kill process``, ``invo
 oom-killer``, ``oom-kill:``, ``Task in ... killed as a result of limit``, ``no killable
 processes``) and those that open a report without a header.
 
-A report without its head (``Tasks state``, ``Mem-Info:``, memcg usage, a task table with
-no ``invoked oom-killer`` before it) is one whose start was cut off: at the top of a
+A report without its head (``Task in ...``, ``Tasks state``, ``Mem-Info:``, memcg usage, a
+task table, with no ``invoked oom-killer`` before it) is one whose start was cut off: at the top of a
 rotated file or of an excerpt. The kernel's rate limit drops a report's head and body
-together. So these four needles, which cost more than half the scan, are sought only in
+together. So these needles, which cost more than half the scan, are sought only in
 the first :data:`OPENER_BYTES` of a stream; after that only :data:`IDLE_CORE`."""
 
-BUSY: tuple[re.Pattern[bytes], ...] = (
+BUSY: tuple[_Needle, ...] = (
     *IDLE,
     _literal(b"CPU: "),
     _literal(b"Pid: "),
