@@ -245,3 +245,21 @@ def test_kmsg_escapes_are_decoded() -> None:
         ]
     )
     assert r.comm == "café"
+
+
+def test_page_allocation_failure_dump_is_not_an_oom_report() -> None:
+    parser = OomParser()
+    lines = [
+        "[ 1.0] nginx: page allocation failure: order:4, mode:0x40cc0(GFP_KERNEL|__GFP_COMP)",
+        "[ 1.0] Mem-Info:",
+        "[ 1.0] active_anon:10 inactive_anon:20 isolated_anon:0",
+        "[ 1.0] 514440 pages RAM",
+    ]
+    for line in lines:
+        assert parser.feed(line) == []
+    assert not parser.busy
+    (r,) = parser.feed(
+        "[ 9.0] Memory cgroup out of memory: Killed process 5 (x) total-vm:1kB, anon-rss:1kB"
+    )
+    assert r.mem_info == {}
+    assert r.global_ is False

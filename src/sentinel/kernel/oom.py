@@ -135,6 +135,8 @@ class OomParser:
     def __init__(self, *, year: int | None = None) -> None:
         self._decoder = LineDecoder(year=year)
         self._reports: dict[str | None, _Report] = {}
+        self._other_dump: set[str | None] = set()
+        """Hosts printing a memory dump that is not an OOM report (allocation failure)."""
         self.last_line_related = False
         """Whether the last fed line belonged to an OOM report (for fast scanners)."""
 
@@ -174,11 +176,18 @@ class OomParser:
         if "oom" in text or "ill" in text:  # oom-killer, oom-kill:, Kill(ed), killed as, killable
             handled = self._marker_line(line, report, out)
             if handled:
+                self._other_dump.discard(host)
                 return True
             report = self._reports.get(host)
+        if "allocation failure" in text or "Show Memory" in text:
+            # A page allocation failure or SysRq-m prints Mem-Info too: not an OOM report.
+            self._other_dump.add(host)
+            if report is not None and report.invoker is None and report.summary is None:
+                del self._reports[host]
+            return True
         stripped = text.strip()
         if report is None:
-            if not _OPENS_REPORT.match(stripped):
+            if host in self._other_dump or not _OPENS_REPORT.match(stripped):
                 return False
             report = self._open(host, None)
         if report.cpu_line_wanted and stripped.startswith(("CPU: ", "Pid: ")):

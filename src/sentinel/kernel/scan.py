@@ -82,6 +82,7 @@ OPENER_BYTES = 4 << 20
 IDLE: tuple[_Needle, ...] = (
     *IDLE_CORE,
     re.compile(rb"killed as a result|killable process"),  # legacy "Task in", no victim
+    re.compile(rb"allocation failure|Show Memory"),  # memory dumps that are not OOM reports
     _literal(b"Tasks state"),
     _literal(b"Mem-Info:"),
     _literal(b"usage "),  # "memory: usage", "memory+swap: usage", "kmem: usage" ...
