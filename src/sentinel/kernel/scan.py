@@ -93,9 +93,9 @@ lines its ``_marker_line`` handles (``Killed process``, ``Kill process``, ``invo
 oom-killer``, ``oom-kill:``, ``Task in ... killed as a result of limit``, ``no killable
 processes``) and those that open a report without a header.
 
-A report without its head (``Task in ...``, ``Tasks state``, ``Mem-Info:``, memcg usage, a
-task table, with no ``invoked oom-killer`` before it) is one whose start was cut off: at the top of a
-rotated file or of an excerpt. The kernel's rate limit drops a report's head and body
+A report without its head (``Task in ...``, ``Tasks state``, ``Mem-Info:``, memcg usage,
+a task table, with no ``invoked oom-killer`` before it) is one whose start was cut off: at
+the top of a rotated file or of an excerpt. The kernel's rate limit drops a report's head and body
 together. So these needles, which cost more than half the scan, are sought only in
 the first :data:`OPENER_BYTES` of a stream; after that only :data:`IDLE_CORE`."""
 
