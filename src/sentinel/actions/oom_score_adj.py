@@ -183,7 +183,7 @@ def _write_all(
                 if before != value:
                     report["changed"].append(pid)
                 continue
-            _write(host, pid, value)
+            _write(host, pid, value, lowering=value < before)
             after = proc.oom_score_adj(pid)
         except ProcessGoneError:
             report["gone"].append(pid)
@@ -199,7 +199,7 @@ def _write_all(
     return report
 
 
-def _write(host: Host, pid: int, value: int) -> None:
+def _write(host: Host, pid: int, value: int, *, lowering: bool) -> None:
     path = host.proc / str(pid) / "oom_score_adj"
     try:
         # No O_CREAT: a vanished process must not leave a file behind in a fake tree.
@@ -211,4 +211,7 @@ def _write(host: Host, pid: int, value: int) -> None:
     except OSError as e:
         if e.errno in (errno.ENOENT, errno.ESRCH):
             raise ProcessGoneError(f"process {pid} is gone ({path})") from e
-        raise SourceError(f"cannot write {path}: {e.strerror}") from e
+        hint = ""
+        if lowering and e.errno in (errno.EACCES, errno.EPERM):
+            hint = " (lowering oom_score_adj needs CAP_SYS_RESOURCE)"
+        raise SourceError(f"cannot write {value} to {path}: {e.strerror}{hint}") from e
