@@ -11,6 +11,7 @@ import errno
 import os
 import re
 import select
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,18 +66,19 @@ def pid_namespace(host: Host, pid: int) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def refusal(host: Host, pid: int) -> str | None:
+def refusal(host: Host, pid: int, parents: Collection[int] | None = None) -> str | None:
     """Why ``pid`` must not be acted on, or ``None`` when it may be.
 
     Refused: sentinel itself, any process of its parent chain, and pid 1 when it is the
     host's init (its pid namespace is the host's) or when its namespace cannot be read.
-    Pid 1 of another namespace (the app in sidecar mode) is allowed.
+    Pid 1 of another namespace (the app in sidecar mode) is allowed. ``parents``: sentinel's
+    parent chain, when the caller read it once for many pids.
     """
     if pid <= 0:
         return f"pid {pid} is not a process"
     if pid == host.self_pid:
         return f"pid {pid} is sentinel itself"
-    if pid in ancestors(host, host.self_pid):
+    if pid in (ancestors(host, host.self_pid) if parents is None else parents):
         return f"pid {pid} is an ancestor of sentinel (pid {host.self_pid})"
     if pid == 1:
         ns = pid_namespace(host, 1)

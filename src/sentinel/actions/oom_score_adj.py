@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from sentinel.actions._host import Host, refusal
+from sentinel.actions._host import Host, ancestors, refusal
 from sentinel.actions._result import DockerControl, done, failed, would
 from sentinel.clients.docker import ContainerGone
 from sentinel.errors import SentinelError, SourceError
@@ -168,8 +168,9 @@ def _write_all(
         "skipped": [],
         "errors": [],
     }
+    parents = set(ancestors(host, host.self_pid))
     for pid in pids:
-        reason = refusal(host, pid)
+        reason = refusal(host, pid, parents)
         if reason is not None:
             report["skipped"].append({"pid": pid, "reason": reason})
             continue
