@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -14,15 +16,13 @@ from sentinel.errors import TemporaryError
 
 
 @pytest.fixture
-def request_close(request: pytest.FixtureRequest) -> Callable[[DockerClient], None]:
-    def register(client: DockerClient) -> None:
-        request.addfinalizer(client.close)
-
-    return register
+def client(docker_daemon: str) -> Iterator[DockerClient]:
+    with DockerClient() as c:
+        yield c
 
 
 def test_inspect_gives_identity_and_init_pid(
-    leaker_image: str, run_container: RunContainer
+    leaker_image: str, run_container: RunContainer, client: DockerClient
 ) -> None:
     c = run_container(
         leaker_image,
@@ -31,8 +31,6 @@ def test_inspect_gives_identity_and_init_pid(
         memory="32m",
         options=["--label", "team=data", "--label", "com.docker.compose.service=sched"],
     )
-    client = DockerClient()
-    request_close(client)
     info = client.inspect(c.id)
     assert (info.id, info.name, info.image) == (c.id, c.name, leaker_image)
     assert info.labels["team"] == "data"
@@ -46,20 +44,19 @@ def test_inspect_gives_identity_and_init_pid(
 
 
 def test_graceful_restart_and_events(
-    leaker_image: str, run_container: RunContainer, request_close: Callable[[DockerClient], None]
+    leaker_image: str, run_container: RunContainer, client: DockerClient
 ) -> None:
     c = run_container(leaker_image, "--rate", "0", memory="32m")
-    client = DockerClient()
-    request_close(client)
     before = client.inspect(c.id)
     seen: list[DockerEvent] = []
 
     def watch() -> None:
         with DockerClient() as events_client:
             for event in events_client.events(since=time.time() - 1):
-                if event.container_id == c.id:
-                    seen.append(event)
-                if event.action == "start" and event.container_id == c.id:
+                if event.container_id != c.id:
+                    continue
+                seen.append(event)
+                if event.action == "start" and any(e.action == "die" for e in seen):
                     return
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -82,8 +79,8 @@ def test_graceful_restart_and_events(
 
 
 def test_missing_container_is_gone(docker_daemon: str) -> None:
-    with DockerClient() as client, pytest.raises(ContainerGone):
-        client.inspect("0" * 64)
+    with DockerClient() as c, pytest.raises(ContainerGone):
+        c.inspect("0" * 64)
 
 
 def test_unreachable_daemon_is_temporary() -> None:
@@ -108,3 +105,11 @@ def test_container_info_parses_nanosecond_times() -> None:
         False,
     )
     assert info.started_at == pytest.approx(1704164645.123456)
+
+
+def test_refused_connection_is_temporary(tmp_path: Path) -> None:
+    path = tmp_path / "docker.sock"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))  # bound, never listening: connect() is refused
+        with pytest.raises(TemporaryError, match="not reachable"):
+            DockerClient(f"unix://{path}").ping()

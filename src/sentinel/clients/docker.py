@@ -13,11 +13,14 @@ from which the cgroup path is read in ``/proc``.
 
 from __future__ import annotations
 
+import gc
 import logging
-from collections.abc import Iterator, Mapping
+import os
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
@@ -27,6 +30,7 @@ from sentinel.errors import SentinelError, TemporaryError
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 WATCHED_EVENTS = ("start", "die", "oom", "destroy", "restart", "stop", "kill")
 
 
@@ -101,6 +105,13 @@ def container_info(attrs: Mapping[str, Any]) -> ContainerInfo:
     )
 
 
+def _collect_leaked_sockets() -> None:
+    """The SDK leaves the socket of a failed unix connect open; close it now, quietly."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
+
 class DockerClient:
     """A thin, typed face of the Docker Engine API."""
 
@@ -111,9 +122,15 @@ class DockerClient:
 
     def _api(self) -> Any:
         if self._client is None:
+            if self.base_url.startswith("unix://") and not os.path.exists(self.base_url[7:]):
+                raise TemporaryError(
+                    f"Docker at {self.base_url} is not reachable: no such socket"
+                    " (is dockerd running?)"
+                )
             try:
                 self._client = docker.DockerClient(base_url=self.base_url, timeout=self.timeout)
             except docker.errors.DockerException as e:
+                _collect_leaked_sockets()
                 raise TemporaryError(f"Docker at {self.base_url} is not reachable: {e}") from e
         return self._client
 
@@ -126,6 +143,7 @@ class DockerClient:
             return SentinelError(f"{what}: Docker refused ({e.status_code}): {e.explanation}")
         if isinstance(e, requests.exceptions.RequestException | docker.errors.DockerException):
             self.close()  # reconnect next time
+            _collect_leaked_sockets()
             return TemporaryError(f"{what}: Docker at {self.base_url} is not reachable ({e})")
         return SentinelError(f"{what}: {e}")
 
@@ -140,62 +158,63 @@ class DockerClient:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def ping(self) -> None:
+    def _call(self, what: str, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(api)``, translating every failure into sentinel's vocabulary."""
         try:
-            self._api().ping()
-        except Exception as e:
-            raise self._translate("ping", e) from e
-
-    def containers(self, *, all: bool = False) -> list[ContainerInfo]:
-        try:
-            found = self._api().api.containers(all=all, quiet=True)
-            infos = []
-            for c in found:
-                try:
-                    infos.append(self.inspect(c["Id"]))
-                except ContainerGone:
-                    continue  # removed between list and inspect
-            return infos
+            return fn(self._api().api)
         except SentinelError:
             raise
         except Exception as e:
-            raise self._translate("list containers", e) from e
+            raise self._translate(what, e) from e
+
+    def ping(self) -> None:
+        self._call("ping", lambda api: api.ping())
+
+    def containers(self, *, all: bool = False) -> list[ContainerInfo]:
+        found = self._call("list containers", lambda api: api.containers(all=all, quiet=True))
+        infos = []
+        for c in found:
+            try:
+                infos.append(self.inspect(c["Id"]))
+            except ContainerGone:
+                continue  # removed between list and inspect
+        return infos
 
     def inspect(self, container_id: str) -> ContainerInfo:
-        try:
-            return container_info(self._api().api.inspect_container(container_id))
-        except Exception as e:
-            raise self._translate(f"inspect {container_id[:12]}", e) from e
+        return container_info(
+            self._call(
+                f"inspect {container_id[:12]}", lambda api: api.inspect_container(container_id)
+            )
+        )
 
     def restart(self, container_id: str, *, grace_seconds: float) -> None:
         """Graceful restart: SIGTERM (the image's stop signal), wait, SIGKILL, then start."""
-        try:
-            api = self._api().api
+
+        def do(api: Any) -> None:
             api.stop(container_id, timeout=max(0, round(grace_seconds)))
             api.start(container_id)
-        except Exception as e:
-            raise self._translate(f"restart {container_id[:12]}", e) from e
+
+        self._call(f"restart {container_id[:12]}", do)
 
     def kill(self, container_id: str, signal: str) -> None:
-        """Send ``signal`` (a name such as ``SIGUSR2``) to the container's main process.
-
-        Docker refuses (409, a :class:`~sentinel.errors.SentinelError`) when the container is
-        not running."""
-        try:
-            self._api().api.kill(container_id, signal=signal)
-        except Exception as e:
-            raise self._translate(f"kill -s {signal} {container_id[:12]}", e) from e
+        """Send ``signal`` (a name such as ``SIGUSR2``, or a number) to the container's main
+        process. Docker refuses (409, a :class:`~sentinel.errors.SentinelError`) when the
+        container is not running."""
+        self._call(
+            f"kill -s {signal} {container_id[:12]}",
+            lambda api: api.kill(container_id, signal=signal),
+        )
 
     def events(self, *, since: float | None = None) -> Iterator[DockerEvent]:
         """Container lifecycle events, as they happen (blocks; ends when Docker goes away)."""
-        try:
-            stream = self._api().api.events(
+        stream = self._call(
+            "subscribe to events",
+            lambda api: api.events(
                 since=int(since) if since is not None else None,
                 filters={"type": "container", "event": list(WATCHED_EVENTS)},
                 decode=True,
-            )
-        except Exception as e:
-            raise self._translate("subscribe to events", e) from e
+            ),
+        )
         try:
             for raw in stream:
                 actor = raw.get("Actor") or {}
