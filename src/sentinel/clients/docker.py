@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
+import socket
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -105,6 +105,20 @@ def container_info(attrs: Mapping[str, Any]) -> ContainerInfo:
     )
 
 
+def _drop_tracebacks(error: BaseException) -> None:
+    """Clear the tracebacks of an error and of every error it wraps (also in its args)."""
+    todo: list[BaseException] = [error]
+    seen: set[int] = set()
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        e.__traceback__ = None
+        linked = [e.__cause__, e.__context__, getattr(e, "reason", None), *e.args]
+        todo.extend(x for x in linked if isinstance(x, BaseException))
+
+
 def _collect_leaked_sockets() -> None:
     """The SDK leaves the socket of a failed unix connect open; close it now, quietly."""
     with warnings.catch_warnings():
@@ -122,17 +136,26 @@ class DockerClient:
 
     def _api(self) -> Any:
         if self._client is None:
-            if self.base_url.startswith("unix://") and not os.path.exists(self.base_url[7:]):
-                raise TemporaryError(
-                    f"Docker at {self.base_url} is not reachable: no such socket"
-                    " (is dockerd running?)"
-                )
+            if self.base_url.startswith("unix://"):
+                self._probe_unix_socket(self.base_url[len("unix://") :])
             try:
                 self._client = docker.DockerClient(base_url=self.base_url, timeout=self.timeout)
             except docker.errors.DockerException as e:
                 _collect_leaked_sockets()
                 raise TemporaryError(f"Docker at {self.base_url} is not reachable: {e}") from e
         return self._client
+
+    def _probe_unix_socket(self, path: str) -> None:
+        """Fail fast, and without the SDK's socket leak, when nothing listens there."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(self.timeout)
+            try:
+                probe.connect(path)
+            except OSError as e:
+                raise TemporaryError(
+                    f"Docker at {self.base_url} is not reachable: {e.strerror or e}"
+                    " (is dockerd running?)"
+                ) from None
 
     def _translate(self, what: str, e: Exception) -> SentinelError:
         if isinstance(e, docker.errors.NotFound):
@@ -143,7 +166,6 @@ class DockerClient:
             return SentinelError(f"{what}: Docker refused ({e.status_code}): {e.explanation}")
         if isinstance(e, requests.exceptions.RequestException | docker.errors.DockerException):
             self.close()  # reconnect next time
-            _collect_leaked_sockets()
             return TemporaryError(f"{what}: Docker at {self.base_url} is not reachable ({e})")
         return SentinelError(f"{what}: {e}")
 
@@ -165,7 +187,12 @@ class DockerClient:
         except SentinelError:
             raise
         except Exception as e:
-            raise self._translate(what, e) from e
+            error = self._translate(what, e)
+            if not isinstance(error, TemporaryError):
+                raise error from e
+            _drop_tracebacks(e)  # they hold the socket the SDK did not close
+        _collect_leaked_sockets()
+        raise error
 
     def ping(self) -> None:
         self._call("ping", lambda api: api.ping())
