@@ -15,6 +15,7 @@ from sentinel import __version__
 from sentinel.cli import forecast as forecast_cmd
 from sentinel.cli import parse as parse_cmd
 from sentinel.cli import policy as policy_cmd
+from sentinel.cli import top as top_cmd
 from sentinel.cli.common import EXIT_ERROR, EXIT_OK
 from sentinel.errors import SentinelError
 
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parse_cmd.register(sub)
     policy_cmd.register(sub)
     forecast_cmd.register(sub)
+    top_cmd.register(sub)
     return parser
 
 

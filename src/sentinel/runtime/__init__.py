@@ -1,0 +1,1 @@
+"""Wiring: the monitor, the daemon, its scheduler, health and metrics endpoints."""
