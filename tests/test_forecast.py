@@ -57,8 +57,10 @@ def test_linear_leak_eta_is_accurate() -> None:
     assert kill - fired >= 60
 
 
-def test_eta_within_20pct_before_half_the_time() -> None:
-    # 200 MiB leak at 4 MiB/min into 256 MiB: like the real leaker test
+def test_eta_within_20pct_before_two_thirds_of_the_time() -> None:
+    # 200 MiB leak at 4 MiB/min into 256 MiB: like the real leaker test. Growth is trusted
+    # only once seen over half an hour (a 20-minute rise is as often a burst), so the
+    # first good ETA comes after 30 of the 54 minutes, not before half of them.
     limit = 256 * MiB
     kill = (limit - 40 * MiB) / (4 * MiB / 60)
     f = Forecaster(limit)
@@ -68,7 +70,7 @@ def test_eta_within_20pct_before_half_the_time() -> None:
         if good is None and eta is not None and abs(eta - (kill - i)) <= 0.2 * (kill - i):
             good = i
     assert good is not None
-    assert good < kill / 2
+    assert good < kill * 2 / 3
 
 
 def test_sawtooth_leak_projects_the_peaks() -> None:
@@ -115,33 +117,11 @@ def test_job_leak_fires_before_the_killing_spike() -> None:
             marks=pytest.mark.xfail(strict=True, reason="known: fires as the queue nears 88%"),
         ),
         ("daily cycle", lambda t: 0.3 + 0.55 * math.sin(math.pi * (t % 86400) / 86400) ** 2),
-        pytest.param(
-            "batch peaks back to baseline",
-            lambda t: 0.2 + (0.68 if t % 2400 < 800 else 0.0),
-            marks=pytest.mark.xfail(strict=True, reason="known: square peaks to 88% fire"),
-        ),
-        pytest.param(
-            "GC sawtooth",
-            lambda t: 0.3 + 0.6 * ((t % 900) / 900),
-            marks=pytest.mark.xfail(strict=True, reason="known: 15-min sawtooth to 90% fires"),
-        ),
-        pytest.param(
-            "GC sawtooth under 80%",
-            lambda t: 0.2 + 0.55 * ((t % 900) / 900),
-            marks=pytest.mark.xfail(strict=True, reason="known: fires before the period is known"),
-        ),
-        pytest.param(
-            "batch peaks under 80%",
-            lambda t: 0.2 + (0.55 if t % 2400 < 800 else 0.0),
-            marks=pytest.mark.xfail(strict=True, reason="known: exact square peaks alias"),
-        ),
-        pytest.param(
-            "GC sawtooth, hourly, under 80%",
-            lambda t: 0.2 + 0.55 * ((t % 3600) / 3600),
-            marks=pytest.mark.xfail(
-                strict=True, reason="known: clean sawtooth rise reads as growth"
-            ),
-        ),
+        ("batch peaks back to baseline", lambda t: 0.2 + (0.68 if t % 2400 < 800 else 0.0)),
+        ("GC sawtooth", lambda t: 0.3 + 0.6 * ((t % 900) / 900)),
+        ("GC sawtooth under 80%", lambda t: 0.2 + 0.55 * ((t % 900) / 900)),
+        ("batch peaks under 80%", lambda t: 0.2 + (0.55 if t % 2400 < 800 else 0.0)),
+        ("GC sawtooth, hourly, under 80%", lambda t: 0.2 + 0.55 * ((t % 3600) / 3600)),
         ("levels off", lambda t: 0.3 + 0.6 * (1 - 1 / (1 + t / 20000))),
     ],
 )
@@ -237,3 +217,29 @@ def test_forecast_bounds_bracket_the_eta() -> None:
     assert fc.eta_high is None or fc.eta_high >= fc.eta_seconds
     assert fc.rate_bytes_per_s == pytest.approx(0.8 * LIMIT / kill, rel=0.2)
     assert fc.window_s > 0
+
+
+def test_never_fires_under_80pct_of_the_limit() -> None:
+    # bursts from 20% to 75% that ramp in minutes look like fast growth, but a trace that
+    # stays under 80% of its limit must never be restarted
+    rng = random.Random(5)
+    starts = sorted(rng.uniform(0, 86400) for _ in range(30))
+
+    def shape(t: float) -> float:
+        for a in starts:
+            if a <= t < a + 1800:
+                return 0.2 + 0.55 * min(1.0, (t - a) / 600)
+        return 0.2
+
+    _, etas = replay(shape, 86400, dt=20.0, noise=0.01)
+    assert first_fire(etas) is None
+
+
+def test_quiet_once_an_s_shaped_warm_up_levels_off() -> None:
+    # a cache fills along an S-curve from 20% to 82% and then holds: the day-long window
+    # still sees the climb, the shorter ones see it has stopped
+    def shape(t: float) -> float:
+        return 0.2 + 0.62 / (1 + math.exp(-(t - 9 * 3600) / 3600))
+
+    _, etas = replay(shape, 2 * 86400, dt=20.0, noise=0.005)
+    assert first_fire(etas) is None

@@ -6,18 +6,22 @@ How it works, in short:
   (windows of 20 min, 1 h, 3 h, 8 h and 24 h, sixteen chunks each). Memory per target is
   bounded (at most 16 chunks per scale and a few dozen drop times); work per sample is a
   handful of comparisons, and a chunk closing costs one pass over 16 chunks.
-* Each scale estimates the growth of usage as the smallest of the least-squares slopes of
-  its three window thirds (a leak grows in all, a step or a ramp in at most two) and
-  keeps it only when it stands clear of the noise. Its peak envelope carries every
-  chunk's peak forward at that slope: kills happen at peaks, so with a GC sawtooth or
-  periodic job spikes the projection starts from the peaks, not from the mean.
-* Periodic drops (GC, batch jobs ending) are timed; a scale whose window holds fewer than
-  four such periods would read one phase of the cycle as growth, so it is not used.
+* Each scale (see :mod:`sentinel.forecast.scale`) compares the three parts of its
+  window: growth counts only when the mean, the highest peak and the lowest trough all
+  rise from part to part by more than the noise. Its peak envelope carries every chunk's
+  peak forward at that growth: kills happen at peaks, so with a GC sawtooth or periodic
+  job spikes the projection starts from the peaks, not from the mean.
+* Periodic drops (GC, batch jobs ending, a daily cycle's evening) are timed; a scale whose
+  parts are shorter than the typical (median) period would read one phase of the cycle
+  as growth, so it is not used. A 3-day scale sees daily cycles through.
 * The forecast rests on the longest usable scale that sees growth (the steadiest slope),
   unless a shorter one sees growth clearly faster (the leak sped up, or just began); the
-  kill is the moment that scale's envelope reaches the limit. Growth that stops (a cache
-  warmed up, a bounded queue full) leaves the last third flat and the forecast falls
-  silent. Nothing is projected in the first 15 minutes of history.
+  kill is the moment that scale's envelope reaches the limit. The 20-minute scale is
+  never used alone: a rise that short is a burst or a ramp as often as a leak.
+* Growth that stopped (a cache warmed up, a queue filled) is told by a shorter window
+  that saw less than half the rise the chosen growth implies: no kill is projected.
+* A kill sooner than 20 minutes is not projected while the last hour's peak stays under
+  80% of the limit: a trace that stays that low is never restarted.
 * Usage falling far below anything seen in the last hour is a restart: history starts
   over. Gaps leave chunks empty, which the fits skip. A new limit is used from the sample
   that carries it.
@@ -25,6 +29,7 @@ How it works, in short:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 
@@ -40,6 +45,7 @@ SCALES: tuple[tuple[float, int, float], ...] = (
     (10800.0, 16, 1.0),
     (28800.0, 16, 0.5),
     (86400.0, 16, 0.5),
+    (259200.0, 16, 0.5),
 )
 """(window in seconds, chunks per window, significance) of every scale, shortest first.
 
@@ -47,7 +53,11 @@ Significance: how many residual standard deviations of the chunk means the growt
 a third of the window must exceed. Short windows need more: noise there reads as fast
 growth, which projects a near kill; on long windows it reads as slow growth, harmless."""
 
-PERIODS_PER_WINDOW = 4.0
+SHORTEST_USED = 1
+"""Scales shorter than this index only feed the drop clock and the hour's peak: growth
+seen over 20 minutes is a burst, a ramp or a warm-up as often as a leak."""
+PERIOD_MIN_DROPS = 2
+PERIODS_PER_WINDOW = 3.0
 """A scale is used only when its window holds this many drop-to-drop periods (over one a third)."""
 DROP_FRACTION = 0.05
 """A fall of this share of the limit from the last peak counts as a drop (GC, job end)."""
@@ -60,6 +70,17 @@ MIN_HISTORY_S = 900.0
 start-up looks like growth until one has been seen through."""
 ACCELERATION = 1.5
 """A shorter window overrides a longer one when it sees growth this many times faster."""
+HEADROOM_GATE = 0.8
+SOON_S = 1200.0
+"""While the last hour's peak stays under this share of the limit, no kill sooner than
+SOON_S is projected: growth that fast from that far below the limit is a burst or a
+warm-up far more often than a leak, and a leak that fast crosses the gate with time to
+spare."""
+STOPPED_RISE = 0.03
+STOPPED_SHARE = 0.5
+"""Growth has stopped (a cache warmed up, a queue filled) when a shorter window, over
+which the growth would have raised usage by this share of the limit, saw less than this
+share of that rise."""
 RESTART_FRACTION = 0.10
 """Usage this share of the limit below the last hour's trough is a restart ..."""
 RESTART_RATIO = 0.7
@@ -93,6 +114,7 @@ class Forecaster:
         "_origin",
         "_peak_since_drop",
         "_scales",
+        "_seen",
         "_since",
         "constraint",
         "restarts",
@@ -126,6 +148,7 @@ class Forecaster:
         self._peak_since_drop = -math.inf
         self._dev = 0.0
         self._floor = math.inf
+        self._seen = 0.0
 
     def reset(self) -> None:
         """Forget the history (the target restarted: the caller knows it for sure)."""
@@ -218,6 +241,10 @@ class Forecaster:
         env = best.env + best.slope * (x - best.env_t)
         env = max(env, usage)
         eta = (lim - env) / best.slope
+        if eta < SOON_S:
+            seen = max(self._seen, self._b_max, usage)
+            if seen < HEADROOM_GATE * lim:
+                return SOON_S
         return eta if eta > 0.0 else 0.0
 
     def _close_bucket(self, now: float) -> None:
@@ -226,24 +253,23 @@ class Forecaster:
         closed = (self._b_n, self._b_st, self._b_su, self._b_max, self._b_tmax, self._b_min)
         for i, scale in enumerate(self._scales):
             if scale.add_bucket(bucket, closed):
-                scale.evaluate(now, self._since)
+                scale.evaluate(now, self._since, self._dev)
                 changed = True
                 if i == 1:
                     self._floor = min((c[4] for c in scale.chunks), default=math.inf)
+                    self._seen = max((c[2] for c in scale.chunks), default=0.0)
         if changed:
             self._choose(now)
 
     def _period(self, now: float) -> float:
+        """The typical (median) time between the drops of the last day; 0 if under two."""
         drops = self._drops
         while drops and drops[0] < now - DROP_MEMORY_S:
             drops.popleft()
-        period = 0.0
-        prev = None
-        for d in drops:
-            if prev is not None and d - prev > period:
-                period = d - prev
-            prev = d
-        return period
+        if len(drops) < PERIOD_MIN_DROPS:
+            return 0.0
+        gaps = sorted(b - a for a, b in itertools.pairwise(drops))
+        return gaps[len(gaps) // 2]
 
     def _choose(self, now: float) -> None:
         """Pick the scale to project with: the longest usable one that sees growth, or a
@@ -254,7 +280,7 @@ class Forecaster:
         period = self._period(now)
         best: Scale | None = None
         last = len(self._scales) - 1
-        for i in range(last, -1, -1):
+        for i in range(last, SHORTEST_USED - 1, -1):
             scale = self._scales[i]
             if scale.span <= 0.0 or scale.slope <= 0.0:
                 continue
@@ -262,6 +288,17 @@ class Forecaster:
                 continue
             if best is None or scale.slope > ACCELERATION * best.slope:
                 best = scale
+        if best is not None:
+            # growth that stopped: a shorter window saw far less rise than it implies
+            for scale in self._scales[SHORTEST_USED:]:
+                if scale is best:
+                    break
+                if scale.span <= 0.0 or scale.span < PERIODS_PER_WINDOW * period:
+                    continue
+                expected = best.slope * scale.rise_dt
+                if expected >= STOPPED_RISE * self._limit and scale.rise < STOPPED_SHARE * expected:
+                    best = None
+                    break
         self._best = best
 
     def feed(

@@ -2,16 +2,20 @@
 
 A scale of window ``W`` keeps at most ``n`` chunk summaries (``W / n`` seconds each): when
 the samples were taken, their mean, their peak and its time, their trough. When a chunk
-closes, the scale fits a straight line through the chunk means of each half of the window
-and takes the *smaller* of the two slopes: a leak grows in both halves, while a step (a
-batch job starting, a cache filling and stopping, a burst) shows in only one. The slope
-counts only when the growth it implies across half the window stands clear of the
-chunk-to-chunk noise. The peak envelope is then every chunk's peak carried forward at that
-slope, and its maximum: where the next peak should be.
+closes, the scale cuts its history into three equal parts and compares them: a leak
+raises the mean, the highest peak and the lowest trough of every part above those of the
+part before, by more than the noise. A step up, a cache filling and stopping, a burst or
+one phase of a cycle lifts at most some of them, or not in both steps. The growth is the
+slower of the two part-to-part rises of the mean (a levelling-off shows as the slower
+one); comparing parts instead of fitting inside them keeps step-wise leaks (job
+residue, allocations in steps) visible. The peak envelope is then every chunk's peak
+carried forward at that growth, and its maximum: where the next peak should be.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections import deque
 
 # A chunk: (mean time, mean usage, peak usage, time of the peak, trough usage).
@@ -66,6 +70,8 @@ class Scale:
         "chunks",
         "env",
         "env_t",
+        "rise",
+        "rise_dt",
         "slope",
         "slope_hi",
         "span",
@@ -93,6 +99,10 @@ class Scale:
         self.env = 0.0
         """Peak envelope at ``env_t`` (valid when ``span`` > 0)."""
         self.env_t = 0.0
+        self.rise = 0.0
+        """Mean usage of the last part minus that of the first (valid when ``span`` > 0) ..."""
+        self.rise_dt = 0.0
+        """... and the time between them."""
         self.span = 0.0
         """How much history the last evaluation rested on (0: not ready)."""
 
@@ -130,8 +140,9 @@ class Scale:
         self.c_min = min(self.c_min, mn)
         return closed
 
-    def evaluate(self, now: float, since: float) -> None:
-        """Refit slope and envelope from the closed chunks; ``since``: start of history."""
+    def evaluate(self, now: float, since: float, noise: float) -> None:
+        """Refit growth and envelope from the closed chunks; ``since``: start of history,
+        ``noise``: the typical sample-to-sample change of usage."""
         chunks = self.chunks
         window = self.window
         while chunks and chunks[0][0] < now - window:
@@ -151,17 +162,48 @@ class Scale:
             segments[k if 0 <= k < SEGMENTS else (0 if k < 0 else SEGMENTS - 1)].append(c)
         if min(len(seg) for seg in segments) < MIN_POINTS_PER_SEGMENT:
             return
-        fits = [_fit(seg) for seg in segments]
         self.span = span
-        slope = min(f[0] for f in fits)
         peak = max(c[2] for c in chunks)
-        if slope > 0.0:
-            dof = len(chunks) - 2 * SEGMENTS
-            sigma = (sum(f[1] for f in fits) / dof) ** 0.5 if dof > 0 else 0.0
-            level = abs(fits[0][2])
-            if slope * part > self.z * sigma and slope * part > RESOLUTION * level:
-                self.slope = slope
-                self.slope_hi = max(f[0] for f in fits)
-                peak = max(c[2] + slope * (now - c[3]) for c in chunks)
         self.env = peak
         self.env_t = now
+        # per part: mean time, mean level, highest peak, lowest trough, residual sum
+        stats = []
+        rss = 0.0
+        for seg in segments:
+            n = len(seg)
+            st = su = 0.0
+            hi = seg[0][2]
+            lo = seg[0][4]
+            for c in seg:
+                st += c[0]
+                su += c[1]
+                if c[2] > hi:  # noqa: PLR1730 (hot path: no call)
+                    hi = c[2]
+                if c[4] < lo:  # noqa: PLR1730
+                    lo = c[4]
+            stats.append((st / n, su / n, hi, lo))
+            rss += _fit(seg)[1]
+        self.rise = stats[-1][1] - stats[0][1]
+        self.rise_dt = stats[-1][0] - stats[0][0]
+        dof = len(chunks) - 2 * SEGMENTS
+        sigma = (rss / dof) ** 0.5 if dof > 0 else 0.0
+        margin = self.z * sigma
+        level = abs(stats[0][1])
+        slope = math.inf
+        fastest = 0.0
+        for a, b in itertools.pairwise(stats):
+            rise = b[1] - a[1]
+            if (
+                rise <= margin
+                or rise <= RESOLUTION * level
+                or b[2] - a[2] <= noise
+                or b[3] - a[3] <= noise
+                or b[0] <= a[0]
+            ):
+                return
+            s = rise / (b[0] - a[0])
+            slope = min(slope, s)
+            fastest = max(fastest, s)
+        self.slope = slope
+        self.slope_hi = fastest
+        self.env = max(c[2] + slope * (now - c[3]) for c in chunks)
