@@ -15,6 +15,7 @@ from sentinel import __version__
 from sentinel.cli import forecast as forecast_cmd
 from sentinel.cli import parse as parse_cmd
 from sentinel.cli import policy as policy_cmd
+from sentinel.cli import run as run_cmd
 from sentinel.cli import top as top_cmd
 from sentinel.cli.common import EXIT_ERROR, EXIT_OK
 from sentinel.errors import SentinelError
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     policy_cmd.register(sub)
     forecast_cmd.register(sub)
     top_cmd.register(sub)
+    run_cmd.register(sub)
     return parser
 
 

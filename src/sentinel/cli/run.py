@@ -1,0 +1,155 @@
+"""``sentinel run``: the daemon. ``sentinel events``: what it recorded."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sentinel.cli.common import EXIT_ERROR, EXIT_NOTHING, EXIT_OK, default_format
+from sentinel.errors import SentinelError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="watch memory and kernel OOM kills, and act on the policy",
+        description=(
+            "The daemon: sample every container's memory, forecast its OOM kill, read the "
+            "kernel's kill records, and follow the policy (the built-in default without -c: "
+            "record and report every kill, forecast every container, change nothing). Logs "
+            "one JSON line per decision and action on stderr; SIGTERM stops it cleanly."
+        ),
+    )
+    p.add_argument("-c", "--config", metavar="POLICY", help="policy file (YAML)")
+    p.add_argument("--dry-run", action="store_true", help="decide and log, never act")
+    p.add_argument(
+        "--mode",
+        choices=("host", "sidecar"),
+        default="host",
+        help="host: every container on this host (Docker); sidecar: the processes of "
+        "this PID namespace",
+    )
+    p.add_argument("--state", help="state file (overrides settings.state)")
+    p.add_argument("--listen", help="host:port for /healthz /readyz /metrics ('' to disable)")
+    p.add_argument("--docker-url", help="Docker socket (default unix:///var/run/docker.sock)")
+    p.add_argument("--kmsg-path", type=Path, default=Path("/dev/kmsg"), help=argparse.SUPPRESS)
+    p.set_defaults(run=run)
+
+    e = sub.add_parser(
+        "events",
+        help="list what the daemon recorded: kills, forecasts that fired, actions",
+        description="Kills (with container names), decisions and actions, from the state.",
+    )
+    e.add_argument("-c", "--config", metavar="POLICY", help="policy file naming the state")
+    e.add_argument("--state", help="state file (default: the policy's settings.state)")
+    e.add_argument("--since", default="24h", help="how far back (default 24h)")
+    e.add_argument("--format", choices=("json", "table"), help="default: table on a terminal")
+    e.set_defaults(run=run_events)
+
+
+def _policy(args: argparse.Namespace) -> Any:
+    from sentinel.cli.policy import load_policy_file
+
+    return load_policy_file(args.config)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sentinel.policy import PolicyError
+    from sentinel.runtime import logs
+    from sentinel.runtime.daemon import Daemon, Options
+
+    try:
+        policy = _policy(args)
+    except PolicyError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        print(
+            f"sentinel: the policy has {len(e.problems)} problem(s); not starting", file=sys.stderr
+        )
+        return EXIT_ERROR
+    logs.configure()
+    options = Options(
+        mode=args.mode,
+        dry_run=args.dry_run,
+        kmsg=args.kmsg_path,
+        docker_url=args.docker_url,
+        listen=args.listen,
+        state=args.state,
+    )
+    try:
+        daemon = Daemon(policy, options)
+    except SentinelError as e:
+        print(f"sentinel: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    return daemon.run_forever()
+
+
+def run_events(args: argparse.Namespace) -> int:
+    from sentinel.store import Store
+    from sentinel.units import parse_duration
+
+    state = args.state
+    if state is None:
+        state = _policy(args).settings.state
+    if not Path(state).exists():
+        raise SentinelError(f"no state file at {state} (has sentinel run there?)")
+    since = time.time() - parse_duration(args.since)
+    store = Store(state)
+    try:
+        rows: list[dict[str, Any]] = []
+        for k in store.kills(since=since):
+            r = k.record
+            rows.append(
+                {
+                    "at": k.recorded_at,
+                    "event": "kill",
+                    "target": k.target_name,
+                    "target_id": k.target_id,
+                    "pid": r.pid,
+                    "comm": r.comm,
+                    "scope": r.scope,
+                    "rss_kb": r.rss_kb,
+                    "constraint": r.constraint,
+                    "image": (k.target or {}).get("image"),
+                    "labels": (k.target or {}).get("labels"),
+                }
+            )
+        for d in store.decisions(since=since):
+            rows.append(
+                {
+                    "at": d.at,
+                    "event": "escalation" if d.action == "escalate" else "decision",
+                    "rule": d.rule,
+                    "action": d.action,
+                    "target": d.target_name,
+                    "target_id": d.target_id,
+                    "outcome": d.outcome,
+                    "dry_run": d.dry_run,
+                    "reason": d.evidence.get("reason"),
+                    "evidence": d.evidence.get("evidence"),
+                }
+            )
+    finally:
+        store.close()
+    rows.sort(key=lambda r: r["at"])
+    fmt = args.format or default_format()
+    if fmt == "json":
+        for row in rows:
+            print(json.dumps(row, default=str))
+    else:
+        print(f"{'TIME':20}  {'EVENT':10}  {'TARGET':28}  WHAT")
+        for row in rows:
+            when = datetime.fromtimestamp(row["at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+            if row["event"] == "kill":
+                rss = f"{row['rss_kb'] / 1024:.1f} MiB" if row["rss_kb"] is not None else "?"
+                what = f"{row['comm']}[{row['pid']}] killed, {row['scope'] or '?'} OOM, RSS {rss}"
+            else:
+                dry = " (dry run)" if row["dry_run"] else ""
+                what = f"{row['rule']}: {row['action']} -> {row['outcome']}{dry}: {row['reason']}"
+            print(f"{when:20}  {row['event']:10}  {str(row['target'])[:28]:28}  {what}")
+    return EXIT_OK if rows else EXIT_NOTHING

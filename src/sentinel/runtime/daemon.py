@@ -1,0 +1,604 @@
+"""``sentinel run``: the daemon that watches, decides and acts.
+
+Threads and jobs:
+
+- the **kmsg follower** reads ``/dev/kmsg`` from where the state says it stopped, parses
+  kill records, stores each once (with the position, in one transaction) and triggers an
+  evaluation at once;
+- the **Docker event stream** (host mode) notes starts, deaths and OOMs and triggers a
+  rediscovery; it reconnects with backoff when the daemon goes away;
+- **APScheduler** runs the sample tick (every ``settings.sample_interval``: sample, forecast,
+  evaluate, act), the evaluation right after a kill, and the outbox delivery (every second);
+- the **HTTP server** answers ``/healthz``, ``/readyz`` and ``/metrics``.
+
+Every decision and action is written to the state with its evidence and logged as one JSON
+line. sentinel never selects its own container or process, never exceeds a rule's restart
+budget, and re-reads a target just before a disruptive action.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from sentinel import actions
+from sentinel.actions import Clients, Host
+from sentinel.clients.docker import ContainerGone, DockerClient
+from sentinel.errors import SentinelError, TemporaryError
+from sentinel.kernel.oom import OomParser
+from sentinel.model import KillRecord, Target
+from sentinel.notifiers.delivery import Sender, deliver
+from sentinel.notifiers.log import LogSender
+from sentinel.policy import Decision, evaluate, still_holds
+from sentinel.policy.decision import Escalation
+from sentinel.policy.model import NotifyAction, Policy
+from sentinel.policy.state import (
+    ActionRecord,
+    History,
+    KillEvent,
+    MemoryPoint,
+    State,
+    TargetState,
+)
+from sentinel.runtime.http import HealthServer, Metrics
+from sentinel.runtime.logs import event
+from sentinel.runtime.monitor import Monitor, Watched, own_container_id
+from sentinel.runtime.selftest import SelfTest, run_selftest
+from sentinel.runtime.sidecar import SidecarTargets
+from sentinel.sources.cgroup import CgroupFS
+from sentinel.sources.kmsg import KmsgReader
+from sentinel.sources.procfs import Proc
+from sentinel.store import Store
+
+log = logging.getLogger("sentinel.daemon")
+
+COUNTED_OUTCOMES = frozenset({"done", "dry_run", "failed", "queued", "sent"})
+"""Decisions that count for cooldowns and restart budgets (not dropped or refused ones)."""
+HISTORY_WINDOW = 7 * 86400.0
+
+
+@dataclass
+class Options:
+    """How to run, beyond the policy (command-line flags and injectable roots for tests)."""
+
+    mode: str = "host"
+    dry_run: bool = False
+    kmsg: Path = Path("/dev/kmsg")
+    proc: Path = Path("/proc")
+    cgroup_root: Path = Path("/sys/fs/cgroup")
+    docker_url: str | None = None
+    discover_every: float = 30.0
+    deliver_every: float = 1.0
+    listen: str | None = None
+    """Overrides ``settings.listen`` (``""``: no HTTP endpoint)."""
+    state: str | None = None
+    """Overrides ``settings.state``."""
+
+
+@dataclass
+class _TargetMemory:
+    points: deque[MemoryPoint] = field(default_factory=lambda: deque(maxlen=4096))
+    last: Watched | None = None
+
+
+class Daemon:
+    def __init__(self, policy: Policy, options: Options) -> None:
+        self.policy = policy
+        self.options = options
+        self.dry_run = options.dry_run or policy.settings.dry_run
+        self.clock: Callable[[], float] = time.time
+        self.metrics = Metrics()
+        self._describe_metrics()
+        self.store = Store(options.state or policy.settings.state)
+        self.proc = Proc(options.proc, clock=self.clock)
+        self.fs = CgroupFS(options.cgroup_root, clock=self.clock)
+        self.docker: DockerClient | None = None
+        if options.mode == "host":
+            self.docker = DockerClient(options.docker_url)
+        self.self_cgroup = self.proc.cgroup(os.getpid()).memory_cgroup
+        self.self_container = own_container_id(options.proc)
+        self.monitor = Monitor(
+            self.fs,
+            self.proc,
+            self.docker,
+            self_container_id=self.self_container,
+            self_cgroup=self.self_cgroup,
+        )
+        self.sidecar = (
+            SidecarTargets(self.proc, self_pid=os.getpid()) if options.mode == "sidecar" else None
+        )
+        self.clients = Clients(
+            docker=self.docker, host=Host(proc=options.proc, cgroup=options.cgroup_root)
+        )
+        self.senders: dict[str, Sender] = {}
+        for name, notifier in policy.notifiers.items():
+            if notifier.type == "log":
+                self.senders[name] = LogSender(name)
+        self.boot_id = _boot_id(options.proc)
+        self._events: queue.Queue[KillEvent] = queue.Queue()
+        self._memory: dict[str, _TargetMemory] = {}
+        self._eval_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._discover_now = threading.Event()
+        self._kick = threading.Event()
+        """Set when a kill arrives: the evaluator thread evaluates at once."""
+        self._ticked = False
+        self._threads: list[threading.Thread] = []
+        self.scheduler = BackgroundScheduler(timezone="UTC")
+        self.http: HealthServer | None = None
+        self.selftest: SelfTest | None = None
+        self.kmsg_reader: KmsgReader | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.selftest = run_selftest(self)
+        interval = float(self.policy.settings.sample_interval)
+        self.scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=interval,
+            id="tick",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=_soon(),
+        )
+        self.scheduler.add_job(
+            self.deliver,
+            "interval",
+            seconds=self.options.deliver_every,
+            id="deliver",
+            max_instances=1,
+            coalesce=True,
+        )
+        self.scheduler.add_job(
+            self._request_discover, "interval", seconds=self.options.discover_every, id="discover"
+        )
+        self._thread("evaluator", self._evaluator)
+        if self.selftest.kmsg:
+            self._thread("kmsg", self._follow_kmsg)
+        if self.docker is not None:
+            self._thread("docker-events", self._follow_docker)
+        listen = (
+            self.options.listen if self.options.listen is not None else self.policy.settings.listen
+        )
+        if listen:
+            self.http = HealthServer(listen, self.metrics, healthy=self.healthy, ready=self.ready)
+            self.http.start()
+            event(log, "listening", address=self.http.address)
+        self.scheduler.start()
+
+    def _thread(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=self._guard(name, target), name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _guard(self, name: str, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+            except Exception:
+                log.exception("thread %s died", name)
+                self.metrics.inc("sentinel_thread_crashes_total", thread=name)
+
+        return run
+
+    def stop(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(Exception):
+            self.scheduler.shutdown(wait=True)
+        if self.http is not None:
+            self.http.stop()
+        for thread in self._threads:
+            thread.join(timeout=3)
+        with contextlib.suppress(Exception):
+            self.deliver()
+        self.monitor.close()
+        if self.docker is not None:
+            self.docker.close()
+        self.store.close()
+
+    def run_forever(self) -> int:
+        """Start, then wait for SIGTERM or SIGINT; stop cleanly. Returns the exit code."""
+        stop = threading.Event()
+
+        def on_signal(signum: int, _: Any) -> None:
+            event(log, "stopping", signal=signal.Signals(signum).name)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        while not stop.wait(1.0):
+            pass
+        self.stop()
+        event(log, "stopped")
+        return 0
+
+    def healthy(self) -> bool:
+        return not self._stop.is_set() and all(t.is_alive() for t in self._threads)
+
+    def ready(self) -> bool:
+        return self._ticked and self.healthy()
+
+    # -- the kernel log -----------------------------------------------------------------------
+
+    def _follow_kmsg(self) -> None:
+        after = self.store.position("kmsg", self.boot_id)
+        reader = self.kmsg_reader = KmsgReader(
+            self.options.kmsg, follow=True, idle=0.2, after_seq=after
+        )
+        parser = OomParser()
+        lost = 0
+        for line in reader:
+            if self._stop.is_set():
+                return
+            records = parser.flush() if line is None else parser.feed(line)
+            for record in records:
+                self.on_kill(record)
+            if reader.lost != lost:
+                self.metrics.inc("sentinel_kmsg_lost_records_total", reader.lost - lost)
+                log.warning(
+                    "kmsg: %d records were overwritten before sentinel read them",
+                    reader.lost - lost,
+                )
+                lost = reader.lost
+            if line is None and not parser.busy and reader.last_seq is not None:
+                self.store.set_position("kmsg", self.boot_id, reader.last_seq)
+
+    def on_kill(self, record: KillRecord) -> None:
+        """Store a kill once, log it, and evaluate the rules at once."""
+        now = self.clock()
+        target = self._kill_target(record)
+        stored = self.store.add_kill(
+            record,
+            now=now,
+            boot_id=self.boot_id,
+            target_id=target.id,
+            target_name=target.name,
+            target=target.to_dict(),
+            source="kmsg",
+        )
+        if stored is None:
+            return  # read again after a restart: stored and handled before
+        scope = record.scope or "unknown"
+        self.metrics.inc("sentinel_kills_total", scope=scope)
+        event(
+            log,
+            "kill",
+            target=target.to_dict(),
+            pid=record.pid,
+            comm=record.comm,
+            scope=record.scope,
+            constraint=record.constraint,
+            rss_kb=record.rss_kb,
+            task_memcg=record.task_memcg,
+            oom_memcg=record.oom_memcg,
+            kmsg_seq=record.kmsg_seq,
+        )
+        self._events.put(KillEvent(target=target, t=now, scope=record.scope, record=record))
+        self._kick.set()
+
+    def _evaluator(self) -> None:
+        while not self._stop.is_set():
+            if self._kick.wait(0.5):
+                self._kick.clear()
+                self.evaluate_now()
+
+    def _kill_target(self, record: KillRecord) -> Target:
+        for entry in self._memory_targets():
+            if record.container_id and entry.id == record.container_id:
+                return entry
+            if record.task_memcg and entry.cgroup == record.task_memcg:
+                return entry
+        if record.container_id and self.docker is not None:
+            with contextlib.suppress(SentinelError):
+                info = self.docker.inspect(record.container_id)
+                return Target(
+                    id=info.id,
+                    name=info.name,
+                    runtime="docker",
+                    image=info.image,
+                    labels=dict(info.labels),
+                    started_at=info.started_at,
+                    is_self=info.id == self.self_container,
+                    cgroup=record.task_memcg,
+                )
+        if self.sidecar is not None:
+            found = self.sidecar.target_for_cgroup(record.task_memcg)
+            if found is not None:
+                return found
+        if record.container_id:  # a container that is gone already (docker run --rm)
+            return Target(
+                id=record.container_id,
+                name=record.container_id[:12],
+                runtime="docker" if record.runtime == "docker" else "process",
+                cgroup=record.task_memcg,
+                is_self=record.container_id == self.self_container,
+            )
+        return Target(
+            id=f"pid:{record.pid}",
+            name=record.comm or f"pid {record.pid}",
+            runtime="process",
+            pid=record.pid,
+            cgroup=record.task_memcg,
+        )
+
+    def _memory_targets(self) -> list[Target]:
+        return [m.last.target for m in self._memory.values() if m.last is not None]
+
+    # -- Docker events --------------------------------------------------------------------------
+
+    def _follow_docker(self) -> None:
+        assert self.docker is not None
+        delay = 1.0
+        since: float | None = None
+        while not self._stop.is_set():
+            try:
+                for ev in self.docker.events(since=since):
+                    delay = 1.0
+                    since = ev.time
+                    self.metrics.inc("sentinel_docker_events_total", action=ev.action)
+                    if ev.action in ("start", "restart", "die", "destroy", "stop"):
+                        self._discover_now.set()
+                    if ev.action == "oom":
+                        event(log, "docker-oom", container_id=ev.container_id, name=ev.name)
+                    if self._stop.is_set():
+                        return
+            except TemporaryError as e:
+                log.warning("docker events: %s (reconnecting in %.0fs)", e, delay)
+            except SentinelError as e:
+                log.error("docker events: %s (reconnecting in %.0fs)", e, delay)
+            self.metrics.inc("sentinel_docker_reconnects_total")
+            if self._stop.wait(delay):
+                return
+            delay = min(delay * 2, 30.0)
+            self._discover_now.set()
+
+    def _request_discover(self) -> None:
+        self._discover_now.set()
+
+    # -- the tick -------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Sample, forecast, evaluate, act."""
+        started = time.process_time()
+        wall = time.monotonic()
+        if self._discover_now.is_set() or not self._ticked:
+            self._discover_now.clear()
+            extra = self.sidecar.targets() if self.sidecar is not None else []
+            self.monitor.discover(extra)
+        view = self.monitor.tick()
+        rows = []
+        seen = set()
+        for w in view:
+            seen.add(w.target.id)
+            memory = self._memory.setdefault(w.target.id, _TargetMemory())
+            limit = w.sample.effective_limit_bytes
+            memory.points.append(MemoryPoint(w.sample.t, w.sample.usage_bytes, limit))
+            memory.last = w
+            rows.append((w.target.id, w.sample.t, w.sample.usage_bytes, limit))
+        for target_id in [t for t in self._memory if t not in seen]:
+            del self._memory[target_id]
+        self.store.add_samples(rows)
+        self._export(view)
+        self.evaluate_now()
+        self._ticked = True
+        self.metrics.inc("sentinel_ticks_total")
+        self.metrics.inc("sentinel_tick_cpu_seconds_total", time.process_time() - started)
+        self.metrics.set("sentinel_tick_duration_seconds", time.monotonic() - wall)
+
+    def _export(self, view: list[Watched]) -> None:
+        self.metrics.set("sentinel_targets", float(len(view)))
+        self.metrics.clear("sentinel_forecast_eta_seconds")
+        self.metrics.clear("sentinel_memory_usage_bytes")
+        for w in view:
+            labels = {"target": w.target.name, "constraint": w.constraint}
+            self.metrics.set(
+                "sentinel_memory_usage_bytes", float(w.sample.usage_bytes), target=w.target.name
+            )
+            if w.eta_seconds is not None:
+                self.metrics.set("sentinel_forecast_eta_seconds", w.eta_seconds, **labels)
+
+    # -- decisions ------------------------------------------------------------------------------
+
+    def evaluate_now(self) -> None:
+        with self._eval_lock:
+            now = self.clock()
+            events: list[KillEvent] = []
+            while True:
+                try:
+                    events.append(self._events.get_nowait())
+                except queue.Empty:
+                    break
+            state = State(targets=tuple(self._states()), history=self._history(now))
+            decisions = evaluate(self.policy, state, events, now)
+            records = {
+                (e.target.id, e.record.pid): e.record for e in events if e.record is not None
+            }
+            for decision in decisions:
+                pid = decision.evidence.get("pid")
+                record = records.get((decision.target.id, pid)) if isinstance(pid, int) else None
+                self._carry_out(decision, now, record)
+
+    def _states(self) -> list[TargetState]:
+        out = []
+        for memory in self._memory.values():
+            w = memory.last
+            if w is None:
+                continue
+            out.append(
+                TargetState(target=w.target, forecast=w.forecast, memory=tuple(memory.points))
+            )
+        return out
+
+    def _history(self, now: float) -> History:
+        return History(
+            tuple(
+                ActionRecord(d.at, d.rule, d.target_id, d.action, d.dry_run)
+                for d in self.store.decisions(since=now - HISTORY_WINDOW)
+                if d.outcome in COUNTED_OUTCOMES
+            )
+        )
+
+    def _carry_out(self, decision: Decision, now: float, record: KillRecord | None) -> None:
+        dry = self.dry_run or decision.dry_run
+        kind = decision.kind
+        evidence = dict(decision.evidence)
+        if isinstance(decision.action, (NotifyAction, Escalation)):
+            notifiers = (
+                [decision.action.notify]
+                if isinstance(decision.action, NotifyAction)
+                else list(decision.action.notifiers)
+            )
+            outcome = "dry_run" if dry else "queued"
+            did = self.store.add_decision(
+                at=now,
+                rule=decision.rule,
+                target_id=decision.target.id,
+                target_name=decision.target.name,
+                action=kind,
+                dry_run=dry,
+                outcome=outcome,
+                evidence={**decision.to_dict(), "notifiers": notifiers},
+            )
+            if not dry:
+                for name in notifiers:
+                    self.store.enqueue(
+                        dedupe_key=f"decision:{did}:{name}",
+                        notifier=name,
+                        payload=self._notification(decision, evidence, record),
+                        now=now,
+                    )
+            self.metrics.inc("sentinel_actions_total", action=kind, outcome=outcome)
+            event(log, "decision", **decision.to_dict(), outcome=outcome, notifiers=notifiers)
+            return
+        did = self.store.add_decision(
+            at=now,
+            rule=decision.rule,
+            target_id=decision.target.id,
+            target_name=decision.target.name,
+            action=kind,
+            dry_run=dry,
+            outcome="pending",
+            evidence=decision.to_dict(),
+        )
+        event(log, "decision", **decision.to_dict())
+        fresh = self._fresh_target(decision.target)
+        result = actions.execute(
+            decision,
+            fresh,
+            clients=self.clients,
+            dry_run=dry,
+            recheck=lambda: self._recheck(decision, fresh),
+        )
+        self.store.set_outcome(did, result.outcome)
+        self.metrics.inc("sentinel_actions_total", action=kind, outcome=result.outcome)
+        if kind == "restart" and result.outcome == "done":
+            self._memory.pop(decision.target.id, None)  # its history starts over
+            self._discover_now.set()
+
+    def _notification(
+        self, decision: Decision, evidence: Mapping[str, Any], record: KillRecord | None
+    ) -> dict[str, Any]:
+        """What a notifier renders: kind, rule, target, reason, evidence, the kill record."""
+        if decision.kind == "escalate":
+            kind = "escalation"
+        elif evidence.get("condition") == "oom_killed" or record is not None:
+            kind = "kill"
+        else:
+            kind = "action"
+        out: dict[str, Any] = {
+            "kind": kind,
+            "rule": decision.rule,
+            "target": decision.target.to_dict(),
+            "reason": decision.reason,
+            "evidence": dict(evidence),
+            "text": f"{decision.rule}: {decision.reason} ({decision.target.name})",
+            "at": decision.at,
+            "host": _hostname(),
+        }
+        if record is not None:
+            data = record.to_dict()
+            data.pop("tasks", None)  # hundreds of rows: kept in the state, not in messages
+            out["record"] = data
+        return out
+
+    def _fresh_target(self, target: Target) -> Target:
+        """The target as it is now (Docker re-read), for the action and its re-check."""
+        if target.runtime == "docker" and self.docker is not None:
+            try:
+                info = self.docker.inspect(target.id)
+            except ContainerGone:
+                return target
+            except SentinelError as e:
+                log.warning("re-read %s: %s", target.name, e)
+                return target
+            fresh = self.monitor.container_target(info)
+            return fresh if fresh is not None else target
+        return target
+
+    def _recheck(self, decision: Decision, fresh: Target) -> bool:
+        memory = self._memory.get(fresh.id)
+        points: tuple[MemoryPoint, ...] = tuple(memory.points) if memory else ()
+        forecast = memory.last.forecast if memory and memory.last else None
+        if fresh.cgroup:
+            with contextlib.suppress(SentinelError):
+                s = self.fs.sample(fresh.cgroup)
+                points = (*points, MemoryPoint(s.t, s.usage_bytes, s.effective_limit_bytes))
+        return still_holds(decision, TargetState(fresh, forecast, points), self.clock())
+
+    # -- notifications ----------------------------------------------------------------------------
+
+    def deliver(self) -> None:
+        sent, failed = deliver(self.store, self.senders, self.clock())
+        if sent:
+            self.metrics.inc("sentinel_notifications_sent_total", sent)
+        if failed:
+            self.metrics.inc("sentinel_notification_failures_total", failed)
+        self.metrics.set("sentinel_notifications_pending", float(self.store.pending_count()))
+
+    def _describe_metrics(self) -> None:
+        m = self.metrics
+        m.describe("sentinel_kills_total", "counter", "Kernel OOM kills recorded, by scope.")
+        m.describe(
+            "sentinel_actions_total", "counter", "Decisions carried out, by action and outcome."
+        )
+        m.describe("sentinel_forecast_eta_seconds", "gauge", "Seconds to the projected OOM kill.")
+        m.describe("sentinel_memory_usage_bytes", "gauge", "Memory usage of each target.")
+        m.describe("sentinel_targets", "gauge", "Targets watched.")
+        m.describe("sentinel_ticks_total", "counter", "Sample ticks run.")
+        m.describe("sentinel_tick_cpu_seconds_total", "counter", "CPU time spent in ticks.")
+        m.describe("sentinel_tick_duration_seconds", "gauge", "Wall time of the last tick.")
+        m.describe("sentinel_notifications_pending", "gauge", "Notifications in the outbox.")
+        m.describe(
+            "sentinel_kmsg_lost_records_total", "counter", "kmsg records overwritten unread."
+        )
+
+
+def _soon() -> datetime:
+    return datetime.now(UTC)
+
+
+def _hostname() -> str:
+    return os.uname().nodename
+
+
+def _boot_id(proc: Path) -> str:
+    try:
+        return (proc / "sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown-boot"
