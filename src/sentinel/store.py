@@ -11,6 +11,8 @@
   cooldowns and restart budgets.
 - ``outbox``: notifications written before they are sent, removed from the queue only
   when the receiver accepted them; a restart or an outage loses none.
+- ``threads``: the Slack thread of each target, per notifier and channel
+  (``thread_per_target``): a message id, not a secret.
 
 The database is opened with ``synchronous=FULL`` on WAL: a record acknowledged by a
 method here survives a power cut.
@@ -80,6 +82,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     sent_at REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sent_at, next_attempt_at);
+CREATE TABLE IF NOT EXISTS threads (
+    notifier TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    target_id TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    PRIMARY KEY (notifier, channel, target_id)
+) WITHOUT ROWID;
 """
 
 
@@ -403,12 +413,61 @@ class Store:
         with self._tx() as db:
             db.execute("UPDATE outbox SET sent_at = ? WHERE id = ?", (now, item_id))
 
+    def mark_sent_all(self, item_ids: list[int], now: float) -> None:
+        """Several items accepted as one message (a storm): all at once, or none."""
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE outbox SET sent_at = ? WHERE id = ?", [(now, i) for i in item_ids]
+            )
+
+    def sent_since(self, notifier: str, since: float) -> list[OutboxItem]:
+        """Items of ``notifier`` accepted at ``since`` or later, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, dedupe_key, notifier, created_at, payload, attempts,"
+                " next_attempt_at, last_error FROM outbox"
+                " WHERE notifier = ? AND sent_at IS NOT NULL AND sent_at >= ? ORDER BY id",
+                (notifier, since),
+            ).fetchall()
+        return [
+            OutboxItem(
+                id=r[0],
+                dedupe_key=r[1],
+                notifier=r[2],
+                created_at=r[3],
+                payload=json.loads(r[4]),
+                attempts=r[5],
+                next_attempt_at=r[6],
+                last_error=r[7],
+            )
+            for r in rows
+        ]
+
     def mark_failed(self, item_id: int, *, error: str, retry_at: float) -> None:
         with self._tx() as db:
             db.execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
                 " WHERE id = ?",
                 (error, retry_at, item_id),
+            )
+
+    # -- threads ----------------------------------------------------------------------------
+
+    def thread(self, notifier: str, channel: str, target_id: str) -> str | None:
+        """The message id (Slack ``ts``) that started this target's thread, if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT ts FROM threads WHERE notifier = ? AND channel = ? AND target_id = ?",
+                (notifier, channel, target_id),
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def set_thread(self, notifier: str, channel: str, target_id: str, ts: str, now: float) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO threads (notifier, channel, target_id, ts, started_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (notifier, channel, target_id, ts, now),
             )
 
     def pending_count(self) -> int:
