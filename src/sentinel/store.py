@@ -130,6 +130,7 @@ class OutboxItem:
     attempts: int
     next_attempt_at: float
     last_error: str | None
+    sent_at: float | None = None
 
 
 def kill_key(record: KillRecord, boot_id: str | None) -> str:
@@ -425,7 +426,7 @@ class Store:
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, dedupe_key, notifier, created_at, payload, attempts,"
-                " next_attempt_at, last_error FROM outbox"
+                " next_attempt_at, last_error, sent_at FROM outbox"
                 " WHERE notifier = ? AND sent_at IS NOT NULL AND sent_at >= ? ORDER BY id",
                 (notifier, since),
             ).fetchall()
@@ -439,6 +440,7 @@ class Store:
                 attempts=r[5],
                 next_attempt_at=r[6],
                 last_error=r[7],
+                sent_at=r[8],
             )
             for r in rows
         ]
