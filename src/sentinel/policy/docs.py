@@ -123,10 +123,39 @@ def _rows(
                 sub, inner = f"{path}.NAME", _members(get_args(member)[1])
             else:
                 sub, inner = path, [member]
+            if len(inner) > 1 and all(_type_tag(m) for m in inner):
+                yield from _variant_rows(inner, f"{sub}.")
+                continue
             for m in inner:
                 # a base of this model (match's exclude blocks): its keys are listed already
                 if isinstance(m, type) and issubclass(m, BaseModel) and not issubclass(model, m):
                     yield from _rows(m, f"{sub}.", choice=len(inner) > 1)
+
+
+def _type_tag(member: Any) -> str | None:
+    """The ``type`` literal of a member of a union tagged by ``type`` (a notifier)."""
+    if isinstance(member, type) and issubclass(member, BaseModel):
+        info = member.model_fields.get("type")
+        args = get_args(info.annotation) if info is not None else ()
+        if len(args) == 1 and isinstance(args[0], str):
+            return args[0]
+    return None
+
+
+def _variant_rows(members: list[Any], prefix: str) -> Iterator[tuple[str, str, str, str]]:
+    """A union tagged by ``type``: one ``type`` row naming every form, then each form's
+    keys, marked with the form they belong to."""
+    tags = [_type_tag(m) for m in members]
+    yield (
+        f"{prefix}type",
+        " \\| ".join(f"`{t}`" for t in tags),
+        "required",
+        " ".join((m.model_fields["type"].description or "").replace("|", "\\|") for m in members),
+    )
+    for tag, m in zip(tags, members, strict=True):
+        for path, kind, default, description in _rows(m, prefix):
+            if path != f"{prefix}type":
+                yield path, kind, default, f"(`{tag}`) {description}"
 
 
 def reference_table() -> str:

@@ -190,10 +190,29 @@ def _walk(data: Any, loc: tuple[str | int, ...]) -> tuple[Loc, Any]:
         if present:
             out.append(part)
             cur = cur[part]
-        elif i == len(loc) - 1 and isinstance(cur, dict) and isinstance(part, str):
+        elif (
+            i == len(loc) - 1
+            and isinstance(cur, dict)
+            and isinstance(part, str)
+            and not _is_union_tag(loc[:i], part)
+        ):
             out.append(part)
             cur = _MISSING
     return tuple(out), cur
+
+
+def _is_union_tag(loc: tuple[str | int, ...], part: str) -> bool:
+    """True when ``part`` is the tag pydantic put after ``loc`` (a model-level error of one
+    member of a tagged union, e.g. ``notifiers.team.slack``): the place is ``loc`` itself."""
+    t: Any = Policy
+    for p in loc:
+        t = _step(t, p)
+        if t is None:
+            return False
+    t = _unwrap(t)
+    if get_origin(t) not in (Union, types.UnionType):
+        return False
+    return any(_tag_of(m) == part for m in get_args(t))
 
 
 def _unwrap(t: Any) -> Any:

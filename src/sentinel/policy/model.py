@@ -25,6 +25,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -125,9 +126,161 @@ class LogNotifier(_Model):
     )
 
 
-# A discriminated union on ``type``: issue 5 adds ``slack`` (channel, token_env, ...) as a
-# second member here; every notifier model has a ``type: Literal[...]`` field.
-Notifier = Annotated[LogNotifier, Field(discriminator="type")]
+SLACK_API_URL = "https://slack.com/api/"
+
+
+def _http_url(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(("http://", "https://")) and value[-3:] != "://":
+        return value
+    raise PydanticCustomError("http_url", "expected an http:// or https:// URL")
+
+
+HttpUrl = Annotated[str, BeforeValidator(_http_url)]
+
+
+class SlackNotifier(_Model):
+    """Posts to Slack: Block Kit messages with a plain-text fallback, through the Web API
+    (a bot token with ``chat:write``) or an incoming webhook. The secret is read from the
+    environment or a file when a message is sent; it is never logged nor stored in the state.
+    """
+
+    type: Literal["slack"] = Field(
+        description=(
+            "`slack`: a Block Kit message per kill, restart and escalation (many kills "
+            "within a minute: one grouped message), through `chat.postMessage` "
+            "(`token_env` or `token_file`, and `channel`) or an incoming webhook "
+            "(`webhook_url_env`)."
+        ),
+    )
+    channel: Annotated[str, Field(min_length=1)] | None = Field(
+        default=None,
+        description=(
+            "Channel to post to: an id (`C0123456789`, the sure way) or a name (`#oom-alerts`); "
+            "the bot must be a member. Required with a token; an incoming webhook posts to its "
+            "own channel and needs none."
+        ),
+    )
+    token_env: Annotated[str, Field(min_length=1)] | None = Field(
+        default=None,
+        description=(
+            "Name of the environment variable holding the bot token (`xoxb-...`), e.g. "
+            "`SLACK_BOT_TOKEN`. Give exactly one of `token_env`, `token_file`, "
+            "`webhook_url_env`."
+        ),
+    )
+    token_file: Annotated[str, Field(min_length=1)] | None = Field(
+        default=None,
+        description=(
+            "Path of a file holding the bot token (a mounted secret), read at each send so a "
+            "rotated token is picked up; surrounding whitespace is ignored."
+        ),
+    )
+    webhook_url_env: Annotated[str, Field(min_length=1)] | None = Field(
+        default=None,
+        description=(
+            "Name of the environment variable holding an incoming-webhook URL "
+            "(`https://hooks.slack.com/services/...`). Webhooks cannot reply in threads: "
+            "`thread_per_target` needs a token."
+        ),
+    )
+    api_url: HttpUrl = Field(
+        default=SLACK_API_URL,
+        description=(
+            "Base URL of the Slack Web API (methods are appended: `chat.postMessage`). "
+            "Default Slack's own; set it for a proxy or a Slack-compatible server."
+        ),
+    )
+    mention: Annotated[str, Field(min_length=1)] | None = Field(
+        default=None,
+        description=(
+            "Who to ping on kills and escalations, in Slack's syntax: a user group "
+            "`<!subteam^S0123>`, a user `<@U0123>`, or `<!here>`. Default: nobody."
+        ),
+    )
+    thread_per_target: bool = Field(
+        default=False,
+        description=(
+            "true: the first message about a container starts a thread, and later ones about "
+            "it (kills, restarts, escalations) reply there (kills also show in the channel). "
+            "The thread of each target is kept in the state. Needs a token. Default false."
+        ),
+    )
+    timeout: Annotated[Duration, Field(gt=0)] = Field(
+        default=_as_written("10s"),
+        description=(
+            "Give up one attempt after this long; the notification stays queued and is "
+            "retried with backoff. Default 10s."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> SlackNotifier:
+        secrets = ("token_env", "token_file", "webhook_url_env")
+        given = [k for k in secrets if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise PydanticCustomError(
+                "slack_secret",
+                "expected exactly one of `token_env`, `token_file` (with `channel`) or "
+                "`webhook_url_env`",
+            )
+        if self.webhook_url_env is None and self.channel is None:
+            raise PydanticCustomError(
+                "slack_channel", "expected a `channel` to post to (required with a token)"
+            )
+        if self.webhook_url_env is not None and self.thread_per_target:
+            raise PydanticCustomError(
+                "slack_thread",
+                "expected `thread_per_target: false` with `webhook_url_env` (an incoming "
+                "webhook cannot reply in a thread; use a bot token)",
+            )
+        return self
+
+
+class WebhookNotifier(_Model):
+    """POSTs each notification as JSON to a URL: the neutral payload, documented in the README
+    ("Webhook payload"): ``kind``, ``rule``, ``target``, ``reason``, ``evidence``, ``text``,
+    ``at``, ``host``, and ``record`` for kills. A 2xx answer accepts it."""
+
+    type: Literal["webhook"] = Field(
+        description=(
+            "`webhook`: one JSON POST per notification (the schema is in the README, "
+            '"Webhook payload"); any 2xx accepts it, 429 and 5xx are retried (honouring '
+            "Retry-After), other answers are retried at the slowest pace."
+        ),
+    )
+    url: HttpUrl | None = Field(
+        default=None,
+        description=(
+            "The URL to POST to. Give `url` or `url_env` (prefer `url_env` when the URL "
+            "carries a secret)."
+        ),
+    )
+    url_env: Annotated[str, Field(min_length=1)] | None = Field(
+        default=None,
+        description="Name of the environment variable holding the URL, read at each send.",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Extra request headers, e.g. `{X-Team: sre}`. A value `${NAME}` is read from "
+            "environment variable NAME at send time (for an `Authorization` secret). "
+            "Default: none."
+        ),
+    )
+    timeout: Annotated[Duration, Field(gt=0)] = Field(
+        default=_as_written("10s"),
+        description="Give up one attempt after this long (retried later). Default 10s.",
+    )
+
+    @model_validator(mode="after")
+    def _one_url(self) -> WebhookNotifier:
+        if (self.url is None) == (self.url_env is None):
+            raise PydanticCustomError("webhook_url", "expected exactly one of `url` or `url_env`")
+        return self
+
+
+# A discriminated union on ``type``: every notifier model has a ``type: Literal[...]`` field.
+Notifier = Annotated[LogNotifier | SlackNotifier | WebhookNotifier, Field(discriminator="type")]
 
 NotifierName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 
@@ -512,7 +665,7 @@ class Policy(_Model):
         default_factory=dict,
         description=(
             "Where notifications go, by name (letters, digits, `_`, `.`, `-`). Each has a "
-            "`type`: `log` for now."
+            "`type`: `log`, `slack` or `webhook`."
         ),
     )
     rules: list[Rule] = Field(
