@@ -90,6 +90,11 @@ def deliver(store: Store, senders: Mapping[str, Sender], now: float) -> tuple[in
             failed += 1
             log.error("notifier %s: %s (retry in %.0fs)", item.notifier, e, BACKOFF_MAX)
             continue
+        except Exception as e:  # a bug in a sender: keep the item, say so, go on
+            store.mark_failed(item.id, error=f"{type(e).__name__}: {e}", retry_at=now + BACKOFF_MAX)
+            failed += 1
+            log.exception("notifier %s: outbox item %d", item.notifier, item.id)
+            continue
         store.mark_sent(item.id, now)
         sent += 1
     return sent, failed

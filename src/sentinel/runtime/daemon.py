@@ -8,7 +8,9 @@ Threads and jobs:
 - the **Docker event stream** (host mode) notes starts, deaths and OOMs and triggers a
   rediscovery; it reconnects with backoff when the daemon goes away;
 - **APScheduler** runs the sample tick (every ``settings.sample_interval``: sample, forecast,
-  evaluate, act), the evaluation right after a kill, and the outbox delivery (every second);
+  evaluate, act) and the evaluation right after a kill;
+- the **deliverer** sends the outbox: at once when a notification is queued, and every
+  ``deliver_every`` for retries and held storms;
 - the **HTTP server** answers ``/healthz``, ``/readyz`` and ``/metrics``.
 
 Every decision and action is written to the state with its evidence and logged as one JSON
@@ -42,6 +44,9 @@ from sentinel.kernel.oom import OomParser
 from sentinel.model import KillRecord, Target
 from sentinel.notifiers.delivery import Sender, deliver
 from sentinel.notifiers.log import LogSender
+from sentinel.notifiers.payload import enrich
+from sentinel.notifiers.slack import SlackSender
+from sentinel.notifiers.webhook import WebhookSender
 from sentinel.policy import Decision, evaluate, still_holds
 from sentinel.policy.decision import Escalation
 from sentinel.policy.model import NotifyAction, Policy
@@ -127,6 +132,13 @@ class Daemon:
         for name, notifier in policy.notifiers.items():
             if notifier.type == "log":
                 self.senders[name] = LogSender(name)
+            elif notifier.type == "slack":
+                self.senders[name] = SlackSender(name, notifier, self.store, clock=self.clock)
+            elif notifier.type == "webhook":
+                self.senders[name] = WebhookSender(name, notifier)
+        self._deliver_kick = threading.Event()
+        """Set when a notification is queued: the deliverer sends at once."""
+        self._deliver_lock = threading.Lock()
         self.boot_id = _boot_id(options.proc)
         self._events: queue.Queue[KillEvent] = queue.Queue()
         self._memory: dict[str, _TargetMemory] = {}
@@ -157,17 +169,10 @@ class Daemon:
             next_run_time=_soon(),
         )
         self.scheduler.add_job(
-            self.deliver,
-            "interval",
-            seconds=self.options.deliver_every,
-            id="deliver",
-            max_instances=1,
-            coalesce=True,
-        )
-        self.scheduler.add_job(
             self._request_discover, "interval", seconds=self.options.discover_every, id="discover"
         )
         self._thread("evaluator", self._evaluator)
+        self._thread("deliverer", self._deliverer)
         if self.selftest.kmsg:
             self._thread("kmsg", self._follow_kmsg)
         if self.docker is not None:
@@ -476,13 +481,15 @@ class Daemon:
                 evidence={**decision.to_dict(), "notifiers": notifiers},
             )
             if not dry:
+                payload = self._notification(decision, evidence, record)
                 for name in notifiers:
                     self.store.enqueue(
                         dedupe_key=f"decision:{did}:{name}",
                         notifier=name,
-                        payload=self._notification(decision, evidence, record),
+                        payload=payload,
                         now=now,
                     )
+                self._deliver_kick.set()
             self.metrics.inc("sentinel_actions_total", action=kind, outcome=outcome)
             event(log, "decision", **decision.to_dict(), outcome=outcome, notifiers=notifiers)
             return
@@ -535,7 +542,17 @@ class Daemon:
             data = record.to_dict()
             data.pop("tasks", None)  # hundreds of rows: kept in the state, not in messages
             out["record"] = data
-        return out
+        memory = self._memory.get(decision.target.id)
+        host = self.monitor.host_sample
+        return enrich(
+            out,
+            store=self.store,
+            target_id=decision.target.id,
+            now=decision.at,
+            record=record,
+            forecast=memory.last.forecast if memory and memory.last else None,
+            host_total_bytes=host.total_bytes if host is not None else None,
+        )
 
     def _fresh_target(self, target: Target) -> Target:
         """The target as it is now (Docker re-read), for the action and its re-check."""
@@ -563,8 +580,19 @@ class Daemon:
 
     # -- notifications ----------------------------------------------------------------------------
 
+    def _deliverer(self) -> None:
+        while not self._stop.is_set():
+            self._deliver_kick.wait(self.options.deliver_every)
+            self._deliver_kick.clear()
+            if not self._stop.is_set():
+                try:
+                    self.deliver()
+                except Exception:  # a bug must not end delivery: the outbox keeps the items
+                    log.exception("delivering notifications failed")
+
     def deliver(self) -> None:
-        sent, failed = deliver(self.store, self.senders, self.clock())
+        with self._deliver_lock:
+            sent, failed = deliver(self.store, self.senders, self.clock())
         if sent:
             self.metrics.inc("sentinel_notifications_sent_total", sent)
         if failed:
