@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from sentinel import __version__
 from sentinel.cli import forecast as forecast_cmd
+from sentinel.cli import notify as notify_cmd
 from sentinel.cli import parse as parse_cmd
 from sentinel.cli import policy as policy_cmd
 from sentinel.cli import run as run_cmd
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     forecast_cmd.register(sub)
     top_cmd.register(sub)
     run_cmd.register(sub)
+    notify_cmd.register(sub)
     return parser
 
 

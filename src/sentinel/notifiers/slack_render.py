@@ -213,7 +213,9 @@ def why(notification: Mapping[str, Any]) -> str:
                 f"the host ran out of memory; the container was at {human_bytes(at)} "
                 f"of its {human_bytes(limit)} limit"
             )
-        return "the host ran out of memory (the container has no memory limit of its own)"
+        if "limit_bytes" in memory:
+            return "the host ran out of memory (the container has no memory limit of its own)"
+        return "the host ran out of memory"
     if scope is False:
         oom, task = record.get("oom_memcg"), record.get("task_memcg")
         if oom and task and oom != task and not str(task).startswith(f"{oom}/"):
@@ -319,9 +321,10 @@ def _kill(notification: Mapping[str, Any], mention: str | None) -> Message:
     host_total = _host_total(notification, record)
     killed_at = (notification.get("evidence") or {}).get("killed_at", notification.get("at"))
     image_text = f" (`{escape(image)}`)" if image else ""
+    inside = f" in {kind} *{escape(name)}*{image_text}" if kind == "container" else ""
     first = (
         f"{_mention(notification, mention)}The kernel killed `{escape(comm)}` "
-        f"(pid {escape(record.get('pid', '?'))}) in {kind} *{escape(name)}*{image_text} "
+        f"(pid {escape(record.get('pid', '?'))}){inside} "
         f"on `{escape(host)}`: *{escape(reason)}*."
     )
     fields = [
@@ -361,7 +364,8 @@ def _kill(notification: Mapping[str, Any], mention: str | None) -> Message:
     blocks.append(_context(f"sentinel · target `{escape(target.get('id', '?'))}`"))
     text = (
         f"{_mention(notification, mention)}OOM kill on {host}: the kernel killed {comm} "
-        f"(pid {record.get('pid', '?')}) in {kind} {name}"
+        f"(pid {record.get('pid', '?')})"
+        f"{f' in container {name}' if kind == 'container' else ''}"
         f"{f' ({image})' if image else ''}: {reason}. RSS at the kill {human_bytes(rss)}."
     )
     return {"text": text, "blocks": blocks}
