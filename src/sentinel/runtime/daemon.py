@@ -49,7 +49,7 @@ from sentinel.notifiers.slack import SlackSender
 from sentinel.notifiers.webhook import WebhookSender
 from sentinel.policy import Decision, evaluate, still_holds
 from sentinel.policy.decision import Escalation
-from sentinel.policy.model import NotifyAction, Policy
+from sentinel.policy.model import NotifyAction, OomScoreAdjAction, Policy
 from sentinel.policy.state import (
     ActionRecord,
     History,
@@ -142,6 +142,9 @@ class Daemon:
         self.boot_id = _boot_id(options.proc)
         self._events: queue.Queue[KillEvent] = queue.Queue()
         self._memory: dict[str, _TargetMemory] = {}
+        self._adjusted = self._adjusted_from_state()
+        """``oom_score_adj`` set on each target: re-applied every tick to new processes."""
+        self._adjust_errors: dict[str, str] = {}
         self._eval_lock = threading.Lock()
         self._stop = threading.Event()
         self._discover_now = threading.Event()
@@ -351,8 +354,14 @@ class Daemon:
         assert self.docker is not None
         delay = 1.0
         since: float | None = None
+        failed_at: float | None = None
         while not self._stop.is_set():
             try:
+                if failed_at is not None:
+                    self.docker.ping()
+                    event(log, "docker-connected", away_s=round(time.monotonic() - failed_at, 3))
+                    failed_at = None
+                    self._discover_now.set()
                 for ev in self.docker.events(since=since):
                     delay = 1.0
                     since = ev.time
@@ -367,6 +376,8 @@ class Daemon:
                 log.warning("docker events: %s (reconnecting in %.0fs)", e, delay)
             except SentinelError as e:
                 log.error("docker events: %s (reconnecting in %.0fs)", e, delay)
+            if failed_at is None:
+                failed_at = time.monotonic()
             self.metrics.inc("sentinel_docker_reconnects_total")
             if self._stop.wait(delay):
                 return
@@ -387,6 +398,8 @@ class Daemon:
             extra = self.sidecar.targets() if self.sidecar is not None else []
             self.monitor.discover(extra)
         view = self.monitor.tick()
+        if self.monitor.lost:
+            self._discover_now.set()  # stopped or restarted: find it again next tick
         rows = []
         seen = set()
         for w in view:
@@ -401,10 +414,40 @@ class Daemon:
         self.store.add_samples(rows)
         self._export(view)
         self.evaluate_now()
+        self._reapply(view)
         self._ticked = True
         self.metrics.inc("sentinel_ticks_total")
         self.metrics.inc("sentinel_tick_cpu_seconds_total", time.process_time() - started)
         self.metrics.set("sentinel_tick_duration_seconds", time.monotonic() - wall)
+
+    def _reapply(self, view: list[Watched]) -> None:
+        """Give new processes of an adjusted target its ``oom_score_adj`` (a fork, a
+        restart): only the processes whose value differs are written."""
+        if self.dry_run:
+            return
+        for w in view:
+            value = self._adjusted.get(w.target.id)
+            if value is None:
+                continue
+            result = actions.oom_score_adj.reapply(w.target, value, host=self.clients.host)
+            error = result.error if not result.ok else None
+            if result.detail.get("changed") or error != self._adjust_errors.get(w.target.id):
+                actions.log_action(result, w.target)
+                self.metrics.inc("sentinel_oom_score_adj_reapplied_total", outcome=result.outcome)
+            if error is None:
+                self._adjust_errors.pop(w.target.id, None)
+            else:
+                self._adjust_errors[w.target.id] = error
+
+    def _adjusted_from_state(self) -> dict[str, int]:
+        """The ``oom_score_adj`` values set before a restart of sentinel, by target."""
+        out: dict[str, int] = {}
+        for d in self.store.decisions(since=self.clock() - HISTORY_WINDOW):
+            if d.action == "oom_score_adj" and d.outcome == "done" and not d.dry_run:
+                value = (d.evidence.get("params") or {}).get("value")
+                if isinstance(value, int):
+                    out[d.target_id] = value
+        return out
 
     def _export(self, view: list[Watched]) -> None:
         self.metrics.set("sentinel_targets", float(len(view)))
@@ -514,6 +557,8 @@ class Daemon:
         )
         self.store.set_outcome(did, result.outcome)
         self.metrics.inc("sentinel_actions_total", action=kind, outcome=result.outcome)
+        if isinstance(decision.action, OomScoreAdjAction) and result.outcome == "done":
+            self._adjusted[decision.target.id] = decision.action.oom_score_adj
         if kind == "restart" and result.outcome == "done":
             self._memory.pop(decision.target.id, None)  # its history starts over
             self._discover_now.set()

@@ -158,6 +158,9 @@ class Monitor:
         self._host_last: Forecast | None = None
         self.host_sample: HostMemorySample | None = None
         self.docker_error: str | None = None
+        self.lost: list[str] = []
+        """Targets dropped by the last :meth:`tick` because their cgroup went away (a
+        container stopped or restarted): the caller should discover again."""
 
     def close(self) -> None:
         self._set.close()
@@ -253,7 +256,12 @@ class Monitor:
             if target.cgroup is None:
                 continue
             entry = self._entries.get(target_id)
-            if entry is not None and entry.cgroup != target.cgroup:
+            if entry is not None and (
+                entry.cgroup != target.cgroup or entry.target.started_at != target.started_at
+            ):
+                # Moved, or started again: a restarted container's cgroup is a new directory
+                # at the same path (the open files read the removed one), and its memory
+                # history starts over.
                 self._drop(target_id)
                 entry = None
             if entry is None:
@@ -300,9 +308,11 @@ class Monitor:
         """Sample every target and limited ancestor; forecast; sorted by ETA (soonest first)."""
         self._watch_limited_ancestors()
         samples, gone = self._set.sample()
+        self.lost = []
         for cgroup in gone:
             for target_id in [t for t, e in self._entries.items() if e.cgroup == cgroup]:
                 self._drop(target_id)
+                self.lost.append(target_id)
         by_cgroup = {s.cgroup: s for s in samples}
         try:
             host = self.host_sample = self.proc.host()
