@@ -1,0 +1,261 @@
+"""End to end: real containers OOM-killed by the kernel while ``sentinel run`` watches, with
+a ``slack`` notifier pointed at the local Slack-compatible server.
+
+Needs root, Docker and /dev/kmsg. Each test labels its containers with its own id and the
+policy matches only that label, so kills of other tests (or old ones in the kernel
+buffer) never reach its server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from docker_fixtures import Container, RunContainer
+from slack_server import CHANNEL, TOKEN, Message, SlackServer, slack_server
+
+pytestmark = pytest.mark.kernel
+
+SENTINEL = Path(sys.executable).parent / "sentinel"
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T], what: str, timeout: float = 60) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.1)
+
+
+class Daemon:
+    """``sentinel run`` in a subprocess, its stderr in a file; SIGTERM at the end."""
+
+    def __init__(self, workdir: Path, policy: str, state: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "policy.yaml").write_text(policy)
+        self.stderr_path = workdir / f"stderr.{uuid.uuid4().hex[:8]}"
+        self.stdout_path = self.stderr_path.with_name(self.stderr_path.name + ".out")
+        with self.stderr_path.open("wb") as err, self.stdout_path.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [
+                    *(str(SENTINEL), "run", "-c", str(workdir / "policy.yaml")),
+                    *("--state", str(state), "--listen", "127.0.0.1:0"),
+                ],
+                stdout=out,
+                stderr=err,
+                env={**os.environ, "SLACK_BOT_TOKEN": TOKEN},
+            )
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def logs(self, event: str) -> list[dict[str, Any]]:
+        out = []
+        for line in self.stderr().splitlines():
+            with contextlib.suppress(ValueError):
+                value = json.loads(line)
+                if isinstance(value, dict) and value.get("event") == event:
+                    out.append(value)
+        return out
+
+    def wait_ready(self) -> None:
+        def ready() -> bool:
+            assert self.proc.poll() is None, f"sentinel exited\n{self.stderr()[-3000:]}"
+            found = self.logs("listening")
+            if not found:
+                return False
+            try:
+                with urllib.request.urlopen(f"http://{found[-1]['address']}/readyz", timeout=2):
+                    return True
+            except OSError:
+                return False
+
+        wait_for(ready, "sentinel /readyz", 60)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def server() -> Iterator[SlackServer]:
+    with slack_server() as s:
+        yield s
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    started: list[Daemon] = []
+    yield started
+    for d in started:
+        d.stop()
+
+
+def policy(server: SlackServer, label: str) -> str:
+    return (
+        "settings: {sample_interval: 1s}\n"
+        "notifiers:\n"
+        "  team:\n"
+        "    type: slack\n"
+        f"    channel: {CHANNEL}\n"
+        "    token_env: SLACK_BOT_TOKEN\n"
+        f"    api_url: {server.api_url}\n"
+        "rules:\n"
+        "  - name: report-kills\n"
+        f"    match: {{labels: {{sentinel.slack-test: '{label}'}}}}\n"
+        "    when: {oom_killed: true}\n"
+        "    do: [{notify: team}]\n"
+    )
+
+
+def leaker(run_container: RunContainer, image: str, label: str) -> Container:
+    return run_container(
+        image,
+        "--wait-usr1",
+        "--rate",
+        "256",
+        "--step-ms",
+        "20",
+        memory="64m",
+        options=["--label", f"sentinel.slack-test={label}"],
+    )
+
+
+def about(messages: list[Message], container: Container) -> list[Message]:
+    return [m for m in messages if container.name in m.text or container.name in str(m.blocks)]
+
+
+def assert_no_token(tmp_path: Path, daemons: list[Daemon]) -> None:
+    for d in daemons:
+        assert TOKEN not in d.stderr()
+        assert TOKEN not in d.stdout_path.read_text(errors="replace")
+    for path in tmp_path.glob("state.db*"):
+        assert TOKEN.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.timeout(240)
+def test_a_real_oom_kill_is_one_slack_message(
+    tmp_path: Path,
+    server: SlackServer,
+    daemons: list[Daemon],
+    run_container: RunContainer,
+    leaker_image: str,
+) -> None:
+    label = uuid.uuid4().hex
+    daemon = Daemon(tmp_path, policy(server, label), tmp_path / "state.db")
+    daemons.append(daemon)
+    daemon.wait_ready()
+    container = leaker(run_container, leaker_image, label)
+    time.sleep(2.5)  # sentinel sees it running (names, labels) before it dies
+    container.signal("USR1")
+    assert container.wait(timeout=120) == 137
+    (message,) = wait_for(lambda: about(server.messages, container), "the Slack message", 30)
+    time.sleep(3)
+    assert about(server.messages, container) == [message]
+    assert message.channel == CHANNEL
+    assert f"in container {container.name}" in message.text
+    assert "it reached its own 64 MiB limit" in message.text
+    assert "RSS at the kill" in message.text
+    assert "sentinel-test/leaker" in message.text
+    daemon.stop()
+    assert_no_token(tmp_path, daemons)
+
+
+@pytest.mark.timeout(240)
+def test_outage_and_restart_lose_nothing_and_send_once(
+    tmp_path: Path,
+    server: SlackServer,
+    daemons: list[Daemon],
+    run_container: RunContainer,
+    leaker_image: str,
+) -> None:
+    label = uuid.uuid4().hex
+    text = policy(server, label)
+    state = tmp_path / "state.db"
+    server.down()
+    first = Daemon(tmp_path, text, state)
+    daemons.append(first)
+    first.wait_ready()
+    container = leaker(run_container, leaker_image, label)
+    time.sleep(2.5)
+    container.signal("USR1")
+    assert container.wait(timeout=120) == 137
+    wait_for(
+        lambda: [
+            d for d in first.logs("decision") if d.get("target", {}).get("name") == container.name
+        ],
+        "the decision to notify",
+        30,
+    )
+    time.sleep(1.5)  # a delivery attempt fails against the closed port
+    assert first.stop() == 0
+    assert not server.messages
+    second = Daemon(tmp_path, text, state)
+    daemons.append(second)
+    second.wait_ready()
+    time.sleep(1)
+    server.up()
+    (message,) = wait_for(
+        lambda: about(server.messages, container), "the message after the outage", 60
+    )
+    time.sleep(3)
+    assert about(server.messages, container) == [message]
+    assert "it reached its own 64 MiB limit" in message.text
+    second.stop()
+    assert_no_token(tmp_path, daemons)
+
+
+@pytest.mark.timeout(300)
+def test_a_storm_of_ten_kills_is_one_grouped_message(
+    tmp_path: Path,
+    server: SlackServer,
+    daemons: list[Daemon],
+    run_container: RunContainer,
+    leaker_image: str,
+) -> None:
+    label = uuid.uuid4().hex
+    daemon = Daemon(tmp_path, policy(server, label), tmp_path / "state.db")
+    daemons.append(daemon)
+    daemon.wait_ready()
+    containers = [leaker(run_container, leaker_image, label) for _ in range(10)]
+    time.sleep(3)
+    for c in containers:
+        c.signal("USR1")
+    for c in containers:
+        assert c.wait(timeout=120) == 137
+
+    def storm() -> list[Message]:
+        return [m for m in server.messages if m.text.startswith("OOM kill storm")]
+
+    (grouped,) = wait_for(storm, "the grouped storm message", 60)
+    time.sleep(5)
+    assert storm() == [grouped]
+    assert "10 kills" in grouped.text
+    for c in containers:
+        assert c.name in str(grouped.blocks)
+    # at most the first kill was told on its own before the storm was seen
+    assert len(server.messages) <= 2
+    daemon.stop()
+    assert_no_token(tmp_path, daemons)
