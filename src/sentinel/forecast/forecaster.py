@@ -33,6 +33,7 @@ import itertools
 import math
 from collections import deque
 
+from sentinel.forecast.fast import FastLeak
 from sentinel.forecast.scale import Scale
 from sentinel.forecast.types import Forecast
 
@@ -107,6 +108,8 @@ class Forecaster:
         "_best_eta",
         "_dev",
         "_drops",
+        "_fast",
+        "_fast_eta",
         "_floor",
         "_last_t",
         "_last_u",
@@ -149,6 +152,8 @@ class Forecaster:
         self._dev = 0.0
         self._floor = math.inf
         self._seen = 0.0
+        self._fast = FastLeak()
+        self._fast_eta: float | None = None
 
     def reset(self) -> None:
         """Forget the history (the target restarted: the caller knows it for sure)."""
@@ -226,7 +231,11 @@ class Forecaster:
                 self._b_min = usage
         if limit_changed:
             self._choose(x)
-        return self._eta_at(t, usage)
+        slow = self._eta_at(t, usage)
+        fast = self._fast_eta = self._fast.update(t, usage, lim)
+        if fast is not None and (slow is None or fast < slow):
+            return fast
+        return slow
 
     def _eta_at(self, t: float, usage: float) -> float | None:
         lim = self._limit
@@ -316,6 +325,21 @@ class Forecaster:
         peak = usage
         window = 0.0
         low = high = eta
+        fast = self._fast_eta
+        if fast is not None and eta is not None and fast <= eta:
+            # The fast start's straight line: +-20% brackets what such a line supports.
+            return Forecast(
+                t=t,
+                usage_bytes=usage,
+                limit_bytes=lim,
+                constraint=self.constraint,
+                eta_seconds=eta,
+                eta_low=0.8 * eta,
+                eta_high=1.2 * eta,
+                rate_bytes_per_s=self._fast.slope,
+                peak_bytes=usage,
+                window_s=self._fast.span,
+            )
         if best is not None and not math.isnan(self._origin):
             rate = best.slope
             window = best.span

@@ -274,6 +274,13 @@ class Monitor:
                 for parent in ancestors(target.cgroup):
                     self._shared_for(parent).users.add(target.cgroup)
             else:
+                old = entry.target
+                if (old.started_at, old.pid) != (target.started_at, target.pid):
+                    # Restarted: its memory history starts over (a restart is no drop
+                    # the forecaster should read as a GC cycle).
+                    forecaster = self._own.get(entry.cgroup)
+                    if forecaster is not None:
+                        forecaster.reset()
                 entry.target = target
 
     def _watch(self, cgroup: str) -> None:
