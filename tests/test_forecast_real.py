@@ -24,6 +24,7 @@ from sentinel.sources.cgroup import CgroupFS
 from sentinel.sources.procfs import Proc
 
 SENTINEL = str(Path(sys.executable).parent / "sentinel")
+TOP_WINDOW = ("--window", "22", "--interval", "1")
 
 pytestmark = pytest.mark.kernel
 
