@@ -55,8 +55,9 @@ def wait_for(check: Callable[[], T], what: str, timeout: float = 60, every: floa
         time.sleep(every)
 
 
-def kernel_kills(container_id: str) -> list[dict[str, Any]]:
-    """Kill records naming ``container_id`` in ``sentinel parse kmsg --format json``."""
+def kernel_kills(container_id: str | None = None, *, memcg: str | None = None) -> list[Any]:
+    """Kill records in ``sentinel parse kmsg --format json`` naming ``container_id``, or
+    whose victim's or OOM's memory cgroup is ``memcg``."""
     result = subprocess.run(
         [str(SENTINEL), "parse", "kmsg", "--format", "json"],
         capture_output=True,
@@ -65,14 +66,22 @@ def kernel_kills(container_id: str) -> list[dict[str, Any]]:
         check=False,
     )
     assert result.returncode in (0, 1), f"sentinel parse: exit {result.returncode}\n{result.stderr}"
-    return [r for r in json_lines(result.stdout) if r.get("container_id") == container_id]
+    records = json_lines(result.stdout)
+    if memcg is not None:
+        return [r for r in records if memcg in (r.get("task_memcg"), r.get("oom_memcg"))]
+    return [r for r in records if r.get("container_id") == container_id]
 
 
 class SentinelProcess:
     """One ``sentinel run`` subprocess with its policy, state and output files."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], workdir: Path, state: Path) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], workdir: Path, state: Path, *, wrapped: bool = False
+    ) -> None:
         self.proc = proc
+        self.wrapped = wrapped
+        """Started through a ``prefix`` that execs sentinel in a child (``unshare --fork``):
+        signals go to that child."""
         self.workdir = workdir
         self.state = state
         self.stdout_path = workdir / f"stdout.{proc.pid}"
@@ -120,7 +129,7 @@ class SentinelProcess:
             err.close()
         (workdir / "stdout.tmp").rename(workdir / f"stdout.{proc.pid}")
         (workdir / "stderr.tmp").rename(workdir / f"stderr.{proc.pid}")
-        return cls(proc, workdir, state)
+        return cls(proc, workdir, state, wrapped=bool(prefix))
 
     def __enter__(self) -> SentinelProcess:
         return self
@@ -234,10 +243,22 @@ class SentinelProcess:
 
         return wait_for(checked, what, timeout)
 
+    def _children(self) -> list[int]:
+        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        try:
+            return [int(p) for p in path.read_text().split()]
+        except OSError:
+            return []
+
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 30) -> int:
         """Send ``sig`` and wait for the exit; the exit code (SIGKILL if it hangs)."""
         if self.proc.poll() is None:
-            self.proc.send_signal(sig)
+            if self.wrapped:
+                for pid in self._children():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, sig)
+            else:
+                self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
