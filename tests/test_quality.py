@@ -10,6 +10,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# Executable Python scripts without a .py ending: ruff lints them only when named.
+SCRIPTS = tuple(
+    str(p.relative_to(REPO))
+    for p in sorted((REPO / "bench").iterdir())
+    if p.is_file()
+    and not p.suffix
+    and p.read_text(errors="replace").startswith("#!/usr/bin/env python")
+)
 
 
 def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
@@ -19,8 +27,8 @@ def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     "cmd",
     [
-        ("ruff", "check", "src", "tests", "bench"),
-        ("ruff", "format", "--check", "src", "tests", "bench"),
+        ("ruff", "check", "src", "tests", "bench", *SCRIPTS),
+        ("ruff", "format", "--check", "src", "tests", "bench", *SCRIPTS),
         ("mypy",),
         ("lint-imports",),
     ],
