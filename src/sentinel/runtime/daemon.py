@@ -251,12 +251,21 @@ class Daemon:
         )
         parser = OomParser()
         lost = 0
+        # A first start (no position for this boot): the kills already in the kernel's
+        # buffer happened before sentinel watched. They are stored and logged, not acted on
+        # or notified: a fresh install must not page about last week's kills.
+        backlog = after is None
+        old_kills = 0
         for line in reader:
             if self._stop.is_set():
                 return
             records = parser.flush() if line is None else parser.feed(line)
             for record in records:
-                self.on_kill(record)
+                self.on_kill(record, act=not backlog)
+                old_kills += backlog
+            if line is None and backlog:
+                backlog = False
+                event(log, "kmsg-backlog", kills=old_kills, acted_on=False)
             if reader.lost != lost:
                 self.metrics.inc("sentinel_kmsg_lost_records_total", reader.lost - lost)
                 log.warning(
@@ -267,8 +276,8 @@ class Daemon:
             if line is None and not parser.busy and reader.last_seq is not None:
                 self.store.set_position("kmsg", self.boot_id, reader.last_seq)
 
-    def on_kill(self, record: KillRecord) -> None:
-        """Store a kill once, log it, and evaluate the rules at once."""
+    def on_kill(self, record: KillRecord, *, act: bool = True) -> None:
+        """Store a kill once, log it, and (``act``) evaluate the rules at once."""
         now = self.clock()
         target = self._kill_target(record)
         stored = self.store.add_kill(
@@ -296,9 +305,11 @@ class Daemon:
             task_memcg=record.task_memcg,
             oom_memcg=record.oom_memcg,
             kmsg_seq=record.kmsg_seq,
+            backlog=not act,
         )
-        self._events.put(KillEvent(target=target, t=now, scope=record.scope, record=record))
-        self._kick.set()
+        if act:
+            self._events.put(KillEvent(target=target, t=now, scope=record.scope, record=record))
+            self._kick.set()
 
     def _evaluator(self) -> None:
         while not self._stop.is_set():
