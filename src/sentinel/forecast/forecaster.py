@@ -19,12 +19,15 @@ How it works, in short:
   kill is the moment that scale's envelope reaches the limit. The 20-minute scale is
   never used alone: a rise that short is a burst or a ramp as often as a leak.
 * Growth that stopped (a cache warmed up, a queue filled) is told by a shorter window
-  that saw less than half the rise the chosen growth implies: no kill is projected.
+  (the 20-minute one too) that saw less than half the rise the chosen growth implies,
+  or by the last minutes' highs: had the growth gone on, an earlier high carried forward
+  at its rate would stand clearly above every later one. No kill is projected.
 * A kill sooner than 20 minutes is not projected while the last hour's peak stays under
   80% of the limit: a trace that stays that low is never restarted.
 * Usage falling far below anything seen in the last hour is a restart: history starts
-  over. Gaps leave chunks empty, which the fits skip. A new limit is used from the sample
-  that carries it.
+  over; unless the last three hours saw it that low too and no growth led up to the
+  fall (a job's plateau ended). Gaps leave chunks empty, which the fits skip. A new
+  limit is used from the sample that carries it.
 """
 
 from __future__ import annotations
@@ -82,6 +85,12 @@ STOPPED_SHARE = 0.5
 """Growth has stopped (a cache warmed up, a queue filled) when a shorter window, over
 which the growth would have raised usage by this share of the limit, saw less than this
 share of that rise."""
+STALL_BUCKETS = 16
+STALL_NOISE = 4.0
+STALL_FRACTION = 0.01
+"""Growth has stalled when, over the last STALL_BUCKETS buckets since the last drop, it
+would have lifted an earlier high above every later one by this many mean
+sample-to-sample differences plus this share of the limit: a fill or a burst stopped."""
 RESTART_FRACTION = 0.10
 """Usage this share of the limit below the last hour's trough is a restart ..."""
 RESTART_RATIO = 0.7
@@ -111,14 +120,18 @@ class Forecaster:
         "_fast",
         "_fast_eta",
         "_floor",
+        "_floor_long",
         "_last_t",
         "_last_u",
         "_limit",
         "_origin",
         "_peak_since_drop",
+        "_recent",
         "_scales",
         "_seen",
         "_since",
+        "_stall_anchor",
+        "_stall_max",
         "constraint",
         "restarts",
     )
@@ -149,8 +162,12 @@ class Forecaster:
         self._best_eta: float | None = None
         self._drops: deque[float] = deque(maxlen=48)
         self._peak_since_drop = -math.inf
+        self._recent: deque[tuple[float, float]] = deque(maxlen=STALL_BUCKETS)
+        self._stall_anchor = -math.inf
+        self._stall_max = math.inf
         self._dev = 0.0
         self._floor = math.inf
+        self._floor_long = math.inf
         self._seen = 0.0
         self._fast = FastLeak()
         self._fast_eta: float | None = None
@@ -184,11 +201,9 @@ class Forecaster:
         self._last_u = usage
         lim = self._limit
 
-        if usage < self._floor < math.inf:
-            drop = RESTART_FRACTION * (lim if lim is not None else self._floor)
-            if usage < self._floor - drop and usage < RESTART_RATIO * self._floor:
-                self.restarts += 1
-                self._reset()
+        if usage < self._floor < math.inf and self._restarted(usage, lim):
+            self.restarts += 1
+            self._reset()
 
         origin = self._origin
         if math.isnan(origin):
@@ -237,6 +252,18 @@ class Forecaster:
             return fast
         return slow
 
+    def _restarted(self, usage: float, lim: float | None) -> bool:
+        """Usage fell far below the last hour's trough: a restart, unless it only went
+        back to where it stood before a job's plateau (no growth led up to the fall, and
+        the last three hours' trough is no higher)."""
+        for floor in (self._floor, self._floor_long):
+            drop = RESTART_FRACTION * (lim if lim is not None else floor)
+            if not (usage < floor - drop and usage < RESTART_RATIO * floor):
+                return floor is not self._floor and any(
+                    s.slope > 0.0 for s in self._scales[SHORTEST_USED : SHORTEST_USED + 2]
+                )
+        return True
+
     def _eta_at(self, t: float, usage: float) -> float | None:
         lim = self._limit
         if lim is None or t == -math.inf:
@@ -247,6 +274,10 @@ class Forecaster:
         if best is None:
             return None
         x = t - self._origin
+        if self._stall_anchor + best.slope * x - max(self._stall_max, self._b_max) > (
+            STALL_NOISE * self._dev + STALL_FRACTION * lim
+        ):
+            return None  # growth at this rate would have made a new high by now
         env = best.env + best.slope * (x - best.env_t)
         env = max(env, usage)
         eta = (lim - env) / best.slope
@@ -259,6 +290,7 @@ class Forecaster:
     def _close_bucket(self, now: float) -> None:
         changed = False
         bucket = self._b_index
+        self._recent.append((self._b_tmax, self._b_max))
         closed = (self._b_n, self._b_st, self._b_su, self._b_max, self._b_tmax, self._b_min)
         for i, scale in enumerate(self._scales):
             if scale.add_bucket(bucket, closed):
@@ -267,6 +299,8 @@ class Forecaster:
                 if i == 1:
                     self._floor = min((c[4] for c in scale.chunks), default=math.inf)
                     self._seen = max((c[2] for c in scale.chunks), default=0.0)
+                elif i == 2:
+                    self._floor_long = min((c[4] for c in scale.chunks), default=math.inf)
         if changed:
             self._choose(now)
 
@@ -299,7 +333,7 @@ class Forecaster:
                 best = scale
         if best is not None:
             # growth that stopped: a shorter window saw far less rise than it implies
-            for scale in self._scales[SHORTEST_USED:]:
+            for scale in self._scales:
                 if scale is best:
                     break
                 if scale.span <= 0.0 or scale.span < PERIODS_PER_WINDOW * period:
@@ -309,6 +343,15 @@ class Forecaster:
                     best = None
                     break
         self._best = best
+        if best is not None:
+            # the highs of the last minutes since the last drop, for the stall test
+            last_drop = self._drops[-1] if self._drops else -math.inf
+            recent = [(tm, m) for tm, m in self._recent if tm >= last_drop]
+            if recent:
+                self._stall_anchor = max(m - best.slope * tm for tm, m in recent)
+                self._stall_max = max(m for _, m in recent)
+            else:
+                self._stall_anchor = -math.inf
 
     def feed(
         self, t: float, usage: float, limit: float | None = None, constraint: str | None = None
