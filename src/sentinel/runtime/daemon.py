@@ -8,7 +8,8 @@ Threads and jobs:
 - the **Docker event stream** (host mode) notes starts, deaths and OOMs and triggers a
   rediscovery; it reconnects with backoff when the daemon goes away;
 - **APScheduler** runs the sample tick (every ``settings.sample_interval``: sample, forecast,
-  evaluate, act) and the evaluation right after a kill;
+  evaluate, act, re-apply ``oom_score_adj`` to new processes) and the evaluation right
+  after a kill;
 - the **deliverer** sends the outbox: at once when a notification is queued, and every
   ``deliver_every`` for retries and held storms;
 - the **HTTP server** answers ``/healthz``, ``/readyz`` and ``/metrics``.
