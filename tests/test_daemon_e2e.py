@@ -31,7 +31,6 @@ from docker_fixtures import DOCKER_UP, Container, RunContainer, docker
 pytestmark = pytest.mark.kernel
 
 MIB = 1 << 20
-FORECAST_XFAIL = pytest.mark.xfail(reason="needs the forecaster's fast start", strict=False)
 
 
 def policy(rules: str, *, settings: str = "") -> str:
@@ -110,7 +109,6 @@ def decisions(s: SentinelProcess, **match: Any) -> list[dict[str, Any]]:
 # --- a. restart before the kernel's kill ---------------------------------------------------
 
 
-@FORECAST_XFAIL
 @pytest.mark.timeout(240)
 def test_restarts_a_leaking_container_before_the_kernel_kills_it(
     tmp_path: Path, run_container: RunContainer, leaker_image: str, tag: str
@@ -188,7 +186,6 @@ def parent_cgroup(docker_daemon: str, tag: str) -> Iterator[str]:
                     time.sleep(0.05)
 
 
-@FORECAST_XFAIL
 @pytest.mark.timeout(240)
 def test_forecasts_against_the_parent_headroom(
     tmp_path: Path,

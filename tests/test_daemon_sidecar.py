@@ -60,12 +60,7 @@ rules:
 @pytest.mark.parametrize(
     ("when", "baseline_mib"),
     [
-        pytest.param(
-            "{projected_oom_within: 30s}",
-            8,
-            marks=pytest.mark.xfail(reason="needs the forecaster's fast start", strict=False),
-            id="projected_oom_within",
-        ),
+        pytest.param("{projected_oom_within: 30s}", 8, id="projected_oom_within"),
         pytest.param("{memory_above: {bytes: 48Mi, for: 2s}}", 24, id="memory_above"),
     ],
 )
