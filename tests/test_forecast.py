@@ -106,6 +106,19 @@ def test_job_leak_fires_before_the_killing_spike() -> None:
     assert kill - fired >= 60
 
 
+def test_step_leak_fires_before_the_killing_step() -> None:
+    # +6% every 50 min from 40%: a straight line through the steps reaches the limit
+    # later than the step that crosses it
+    def shape(t: float) -> float:
+        return 0.4 + 0.06 * (t // 3000)
+
+    kill = next(t for t in range(0, 200 * 3600, 10) if shape(t) >= 1.0)
+    _, etas = replay(shape, kill - 10, noise=0.003)
+    fired = first_fire(etas)
+    assert fired is not None
+    assert 60 <= kill - fired <= 3000
+
+
 @pytest.mark.parametrize(
     ("name", "shape"),
     [

@@ -22,6 +22,9 @@ How it works, in short:
   (the 20-minute one too) that saw less than half the rise the chosen growth implies,
   or by the last minutes' highs: had the growth gone on, an earlier high carried forward
   at its rate would stand clearly above every later one. No kill is projected.
+* Usage that climbs in held steps (see :mod:`sentinel.forecast.steps`) is killed by the
+  step that crosses the limit: once the usual step is larger than the headroom left,
+  the kill is projected at the next step, provided a scale sees growth.
 * A kill sooner than 20 minutes is not projected while the last hour's peak stays under
   80% of the limit: a trace that stays that low is never restarted.
 * Usage falling far below anything seen in the last hour is a restart: history starts
@@ -38,6 +41,7 @@ from collections import deque
 
 from sentinel.forecast.fast import FastLeak
 from sentinel.forecast.scale import Scale
+from sentinel.forecast.steps import Steps
 from sentinel.forecast.types import Forecast
 
 BUCKET_S = 75.0
@@ -91,6 +95,8 @@ STALL_FRACTION = 0.01
 """Growth has stalled when, over the last STALL_BUCKETS buckets since the last drop, it
 would have lifted an earlier high above every later one by this many mean
 sample-to-sample differences plus this share of the limit: a fill or a burst stopped."""
+STEP_FRACTION = 0.02
+"""A climb of this share of the limit (or DROP_NOISE mean differences) is a step."""
 RESTART_FRACTION = 0.10
 """Usage this share of the limit below the last hour's trough is a restart ..."""
 RESTART_RATIO = 0.7
@@ -124,6 +130,7 @@ class Forecaster:
         "_last_t",
         "_last_u",
         "_limit",
+        "_lows",
         "_origin",
         "_peak_since_drop",
         "_recent",
@@ -132,6 +139,7 @@ class Forecaster:
         "_since",
         "_stall_anchor",
         "_stall_max",
+        "_steps",
         "constraint",
         "restarts",
     )
@@ -170,6 +178,8 @@ class Forecaster:
         self._floor_long = math.inf
         self._seen = 0.0
         self._fast = FastLeak()
+        self._steps = Steps()
+        self._lows: deque[float] = deque((math.inf, math.inf, math.inf), maxlen=3)
         self._fast_eta: float | None = None
 
     def reset(self) -> None:
@@ -223,6 +233,11 @@ class Forecaster:
             if usage < self._peak_since_drop - threshold:
                 self._drops.append(x)
                 self._peak_since_drop = usage
+        if lim is not None:
+            low = min(self._b_min, self._lows[0], self._lows[1], self._lows[2])
+            self._steps.update(
+                x, min(usage, lim), max(DROP_NOISE * self._dev, STEP_FRACTION * lim), low
+            )
 
         bucket = int(x // BUCKET_S)
         if bucket != self._b_index:
@@ -271,13 +286,18 @@ class Forecaster:
         if usage >= lim:
             return 0.0
         best = self._best
+        x = t - self._origin
+        step = (
+            self._steps.eta(x, usage, lim, max(DROP_NOISE * self._dev, STEP_FRACTION * lim))
+            if x >= MIN_HISTORY_S and usage >= HEADROOM_GATE * lim
+            else None
+        )
         if best is None:
             return None
-        x = t - self._origin
         if self._stall_anchor + best.slope * x - max(self._stall_max, self._b_max) > (
             STALL_NOISE * self._dev + STALL_FRACTION * lim
         ):
-            return None  # growth at this rate would have made a new high by now
+            return step  # growth at this rate would have made a new high by now
         env = best.env + best.slope * (x - best.env_t)
         env = max(env, usage)
         eta = (lim - env) / best.slope
@@ -285,12 +305,15 @@ class Forecaster:
             seen = max(self._seen, self._b_max, usage)
             if seen < HEADROOM_GATE * lim:
                 return SOON_S
+        if step is not None and step < eta:
+            return step
         return eta if eta > 0.0 else 0.0
 
     def _close_bucket(self, now: float) -> None:
         changed = False
         bucket = self._b_index
         self._recent.append((self._b_tmax, self._b_max))
+        self._lows.append(self._b_min)
         closed = (self._b_n, self._b_st, self._b_su, self._b_max, self._b_tmax, self._b_min)
         for i, scale in enumerate(self._scales):
             if scale.add_bucket(bucket, closed):

@@ -1,0 +1,71 @@
+"""Step-wise growth: usage that climbs in held steps (allocations in chunks, job residue).
+
+A straight line through a staircase projects the kill when the line reaches the limit;
+the kernel kills at the step that crosses it, which may be the very next one. This
+clock times the steps: a *rise* is usage climbing a threshold above its lowest point
+since the last rise, and above its lowest point of the last few minutes (a step, not a
+slope). When the last rises each left usage higher than the one before and
+it stays there, and the usual (median) rise is larger than the headroom left, the kill
+is projected at the next rise: the shortest time seen between two rises after the last
+one. Steps at regular intervals are timed; irregular ones may come at any moment.
+
+Pure and incremental: O(1) per sample; a rise (rare) costs a sort of a few numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+MEMORY = 8
+"""Rises remembered (and the medians taken over)."""
+MIN_RISES = 3
+"""Fewer rises than this say nothing about a staircase."""
+MAX_AGE_S = 86400.0
+"""Rises older than this are forgotten."""
+
+
+class Steps:
+    """Times and sizes of the held rises of one target's usage."""
+
+    __slots__ = ("_gap", "_rises", "_size", "_trough")
+
+    def __init__(self) -> None:
+        self._rises: deque[tuple[float, float, float]] = deque(maxlen=MEMORY)
+        """(time, size, level after) of each rise."""
+        self._trough = math.inf
+        self._size = 0.0
+        self._gap = 0.0
+
+    def update(self, x: float, usage: float, threshold: float, recent_low: float) -> None:
+        """Take one sample (``x``: seconds since history began; ``recent_low``: the lowest
+        usage of the last few minutes)."""
+        if usage < self._trough:
+            self._trough = usage
+        elif usage > self._trough + threshold:
+            if usage < recent_low + threshold:
+                self._trough = usage  # a gradual climb: no step
+                return
+            rises = self._rises
+            rises.append((x, usage - self._trough, usage))
+            self._trough = usage
+            while rises and rises[0][0] < x - MAX_AGE_S:
+                rises.popleft()
+            sizes = sorted(r[1] for r in rises)
+            self._size = sizes[len(sizes) // 2]
+            gaps = sorted(b[0] - a[0] for a, b in zip(rises, list(rises)[1:], strict=False))
+            self._gap = gaps[0] if gaps else 0.0
+
+    def eta(self, x: float, usage: float, limit: float, threshold: float) -> float | None:
+        """Seconds to the next rise when that rise would cross ``limit``; else None."""
+        rises = self._rises
+        if len(rises) < MIN_RISES:
+            return None
+        last_x, _, level = rises[-1]
+        if usage < level - threshold or x - last_x > MAX_AGE_S:
+            return None  # the last step was not held
+        if not rises[-3][2] < rises[-2][2] < level:
+            return None  # not a staircase: the same rise again and again
+        if self._size < limit - usage:
+            return None
+        return max(0.0, self._gap - (x - last_x))
