@@ -147,7 +147,10 @@ def test_restarts_a_leaking_container_before_the_kernel_kills_it(
         actions = s.logs("action", target_id=c.id, action="restart", outcome="done")
         assert actions
         assert actions[0]["detail"]["started_at_after"] != actions[0]["detail"]["started_at_before"]
-        assert s.notifications(target_id=c.id, kind="action", rule="restart-leaker")
+        (note,) = s.notifications(target_id=c.id, kind="action", rule="restart-leaker")
+        assert note["after"]["running"] is True  # the message says it came back ...
+        assert note["after"]["usage_bytes"] < note["memory"]["usage_bytes"]  # ... and freed
+        assert note["forecast"]["eta_seconds"] <= 30
         assert (s.metric("sentinel_actions_total", action="restart", outcome="done") or 0) >= 1
 
 

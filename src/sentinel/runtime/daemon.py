@@ -30,7 +30,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -96,7 +96,7 @@ class Options:
 
 @dataclass
 class _TargetMemory:
-    points: deque[MemoryPoint] = field(default_factory=lambda: deque(maxlen=4096))
+    points: deque[MemoryPoint]
     last: Watched | None = None
 
 
@@ -143,12 +143,21 @@ class Daemon:
         self.boot_id = _boot_id(options.proc)
         self._events: queue.Queue[KillEvent] = queue.Queue()
         self._memory: dict[str, _TargetMemory] = {}
+        self._restarted: set[str] = set()
+        self._after: dict[tuple[str, str], dict[str, Any]] = {}
+        """A restart's outcome, for the notification of the same rule that follows it."""
+        self._keep = points_to_keep(policy)
+        """Readings kept per target in memory: what the longest ``memory_above.for`` needs
+        (the full history is in the state file, for messages and ``sentinel events``)."""
         self._adjusted = self._adjusted_from_state()
         """``oom_score_adj`` set on each target: re-applied every tick to new processes."""
         self._adjust_errors: dict[str, str] = {}
         self._eval_lock = threading.Lock()
         self._stop = threading.Event()
         self._discover_now = threading.Event()
+        self._changed: set[str] = set()
+        """Containers Docker told about since the last tick: re-read just these."""
+        self._changed_lock = threading.Lock()
         self._kick = threading.Event()
         """Set when a kill arrives: the evaluator thread evaluates at once."""
         self._ticked = False
@@ -379,7 +388,8 @@ class Daemon:
                     since = ev.time
                     self.metrics.inc("sentinel_docker_events_total", action=ev.action)
                     if ev.action in ("start", "restart", "die", "destroy", "stop"):
-                        self._discover_now.set()
+                        with self._changed_lock:
+                            self._changed.add(ev.container_id)
                     if ev.action == "oom":
                         event(log, "docker-oom", container_id=ev.container_id, name=ev.name)
                     if self._stop.is_set():
@@ -405,10 +415,14 @@ class Daemon:
         """Sample, forecast, evaluate, act."""
         started = time.process_time()
         wall = time.monotonic()
+        with self._changed_lock:
+            changed, self._changed = self._changed, set()
         if self._discover_now.is_set() or not self._ticked:
             self._discover_now.clear()
             extra = self.sidecar.targets() if self.sidecar is not None else []
             self.monitor.discover(extra)
+        elif changed:
+            self.monitor.refresh(changed)
         view = self.monitor.tick()
         if self.monitor.lost:
             self._discover_now.set()  # stopped or restarted: find it again next tick
@@ -416,7 +430,9 @@ class Daemon:
         seen = set()
         for w in view:
             seen.add(w.target.id)
-            memory = self._memory.setdefault(w.target.id, _TargetMemory())
+            memory = self._memory.get(w.target.id)
+            if memory is None:
+                memory = self._memory[w.target.id] = _TargetMemory(deque(maxlen=self._keep))
             limit = w.sample.effective_limit_bytes
             memory.points.append(MemoryPoint(w.sample.t, w.sample.usage_bytes, limit))
             memory.last = w
@@ -493,6 +509,9 @@ class Daemon:
                 pid = decision.evidence.get("pid")
                 record = records.get((decision.target.id, pid)) if isinstance(pid, int) else None
                 self._carry_out(decision, now, record)
+            for target_id in self._restarted:
+                self._memory.pop(target_id, None)
+            self._restarted.clear()
 
     def _states(self) -> list[TargetState]:
         out = []
@@ -572,8 +591,9 @@ class Daemon:
         if isinstance(decision.action, OomScoreAdjAction) and result.outcome == "done":
             self._adjusted[decision.target.id] = decision.action.oom_score_adj
         if kind == "restart" and result.outcome == "done":
-            self._memory.pop(decision.target.id, None)  # its history starts over
-            self._discover_now.set()
+            self._restarted.add(decision.target.id)  # its history starts over, after
+            self._discover_now.set()  # this round's notifications have read it
+            self._after[(decision.rule, decision.target.id)] = self._after_restart(fresh)
 
     def _notification(
         self, decision: Decision, evidence: Mapping[str, Any], record: KillRecord | None
@@ -595,6 +615,9 @@ class Daemon:
             "at": decision.at,
             "host": _hostname(),
         }
+        after = self._after.pop((decision.rule, decision.target.id), None)
+        if after is not None:
+            out["after"] = after
         if record is not None:
             data = record.to_dict()
             data.pop("tasks", None)  # hundreds of rows: kept in the state, not in messages
@@ -610,6 +633,16 @@ class Daemon:
             forecast=memory.last.forecast if memory and memory.last else None,
             host_total_bytes=host.total_bytes if host is not None else None,
         )
+
+    def _after_restart(self, before: Target) -> dict[str, Any]:
+        """Did the target come back, and at what memory (for the restart's message)."""
+        target = self._fresh_target(before)
+        running = target.pid is not None and target.pid != before.pid
+        out: dict[str, Any] = {"running": running}
+        if target.cgroup:
+            with contextlib.suppress(SentinelError, OSError):
+                out["usage_bytes"] = self.fs.sample(target.cgroup).usage_bytes
+        return out
 
     def _fresh_target(self, target: Target) -> Target:
         """The target as it is now (Docker re-read), for the action and its re-check."""
@@ -676,6 +709,20 @@ class Daemon:
 
 def _soon() -> datetime:
     return datetime.now(UTC)
+
+
+def points_to_keep(policy: Policy) -> int:
+    """Memory readings per target that the policy's conditions can look back on."""
+    longest = max(
+        (
+            float(rule.when.memory_above.for_)
+            for rule in policy.rules
+            if rule.when is not None and rule.when.memory_above is not None
+        ),
+        default=0.0,
+    )
+    interval = float(policy.settings.sample_interval)
+    return max(4, int(longest / interval) + 4)
 
 
 def _hostname() -> str:

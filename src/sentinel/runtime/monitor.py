@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sentinel.clients.docker import ContainerInfo, DockerClient
+from sentinel.clients.docker import ContainerGone, ContainerInfo, DockerClient
 from sentinel.errors import SentinelError, SourceError
 from sentinel.forecast import Forecast, Forecaster
 from sentinel.kernel.memcg import identify
@@ -187,6 +187,25 @@ class Monitor:
             found[target.id] = target
         self._sync(found)
         return [e.target for e in self._entries.values()]
+
+    def refresh(self, container_ids: Iterable[str]) -> None:
+        """Re-read only these containers (after Docker events): one inspect each, where a
+        full :meth:`discover` lists and inspects every container on the host."""
+        if self.docker is None:
+            return
+        found = {target_id: e.target for target_id, e in self._entries.items()}
+        for container_id in container_ids:
+            try:
+                target = self.container_target(self.docker.inspect(container_id))
+            except ContainerGone:
+                target = None
+            except SentinelError as e:
+                log.info("docker: re-read %s: %s", container_id[:12], e)
+                continue
+            found.pop(container_id, None)
+            if target is not None:
+                found[target.id] = target
+        self._sync(found)
 
     def _containers(self) -> list[Target]:
         if self.docker is None:
