@@ -336,16 +336,7 @@ class Daemon:
         if record.container_id and self.docker is not None:
             with contextlib.suppress(SentinelError):
                 info = self.docker.inspect(record.container_id)
-                return Target(
-                    id=info.id,
-                    name=info.name,
-                    runtime="docker",
-                    image=info.image,
-                    labels=dict(info.labels),
-                    started_at=info.started_at,
-                    is_self=info.id == self.self_container,
-                    cgroup=record.task_memcg,
-                )
+                return self.monitor.identify_container(info, record.task_memcg)
         if self.sidecar is not None:
             found = self.sidecar.target_for_cgroup(record.task_memcg)
             if found is not None:
@@ -544,16 +535,7 @@ class Daemon:
                 else list(decision.action.notifiers)
             )
             outcome = "dry_run" if dry else "queued"
-            did = self.store.add_decision(
-                at=now,
-                rule=decision.rule,
-                target_id=decision.target.id,
-                target_name=decision.target.name,
-                action=kind,
-                dry_run=dry,
-                outcome=outcome,
-                evidence={**decision.to_dict(), "notifiers": notifiers},
-            )
+            did = self._record(decision, now, dry, outcome, notifiers=notifiers)
             if not dry:
                 payload = self._notification(decision, evidence, record)
                 for name in notifiers:
@@ -567,16 +549,7 @@ class Daemon:
             self.metrics.inc("sentinel_actions_total", action=kind, outcome=outcome)
             event(log, "decision", **decision.to_dict(), outcome=outcome, notifiers=notifiers)
             return
-        did = self.store.add_decision(
-            at=now,
-            rule=decision.rule,
-            target_id=decision.target.id,
-            target_name=decision.target.name,
-            action=kind,
-            dry_run=dry,
-            outcome="pending",
-            evidence=decision.to_dict(),
-        )
+        did = self._record(decision, now, dry, "pending")
         event(log, "decision", **decision.to_dict())
         fresh = self._fresh_target(decision.target)
         result = actions.execute(
@@ -594,6 +567,19 @@ class Daemon:
             self._restarted.add(decision.target.id)  # its history starts over, after
             self._discover_now.set()  # this round's notifications have read it
             self._after[(decision.rule, decision.target.id)] = self._after_restart(fresh)
+
+    def _record(self, decision: Decision, now: float, dry: bool, outcome: str, **extra: Any) -> int:
+        """Write the decision and its evidence to the state; its id."""
+        return self.store.add_decision(
+            at=now,
+            rule=decision.rule,
+            target_id=decision.target.id,
+            target_name=decision.target.name,
+            action=decision.kind,
+            dry_run=dry,
+            outcome=outcome,
+            evidence={**decision.to_dict(), **extra},
+        )
 
     def _notification(
         self, decision: Decision, evidence: Mapping[str, Any], record: KillRecord | None

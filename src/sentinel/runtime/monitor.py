@@ -233,6 +233,12 @@ class Monitor:
             cgroup = self.proc.cgroup(info.pid).memory_cgroup
         except (ProcessGoneError, SourceError):
             return None
+        return self.identify_container(info, cgroup, pid=info.pid)
+
+    def identify_container(
+        self, info: ContainerInfo, cgroup: str | None, *, pid: int | None = None
+    ) -> Target:
+        """A container as a target (running or not: a killed one is named this way too)."""
         return Target(
             id=info.id,
             name=info.name,
@@ -242,7 +248,7 @@ class Monitor:
             started_at=info.started_at,
             is_self=info.id == self.self_container_id
             or (cgroup is not None and self._is_self_cgroup(cgroup)),
-            pid=info.pid,
+            pid=pid,
             cgroup=normalize(cgroup) if cgroup else None,
         )
 
