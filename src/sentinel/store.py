@@ -133,6 +133,25 @@ class OutboxItem:
     sent_at: float | None = None
 
 
+_OUTBOX_COLUMNS = (
+    "id, dedupe_key, notifier, created_at, payload, attempts, next_attempt_at, last_error, sent_at"
+)
+
+
+def _outbox_item(r: Any) -> OutboxItem:
+    return OutboxItem(
+        id=r[0],
+        dedupe_key=r[1],
+        notifier=r[2],
+        created_at=r[3],
+        payload=json.loads(r[4]),
+        attempts=r[5],
+        next_attempt_at=r[6],
+        last_error=r[7],
+        sent_at=r[8],
+    )
+
+
 def kill_key(record: KillRecord, boot_id: str | None) -> str:
     """Identity of one kill: kmsg sequence in its boot, else host + stamp + pid."""
     if record.kmsg_seq is not None and boot_id:
@@ -386,29 +405,14 @@ class Store:
 
     def due(self, now: float, *, notifier: str | None = None, limit: int = 100) -> list[OutboxItem]:
         """Unsent notifications whose next attempt is due, oldest first."""
-        sql = (
-            "SELECT id, dedupe_key, notifier, created_at, payload, attempts, next_attempt_at,"
-            " last_error FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ?"
-        )
+        sql = f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ?"
         args: list[Any] = [now]
         if notifier is not None:
             sql += " AND notifier = ?"
             args.append(notifier)
         with self._lock:
             rows = self._db.execute(sql + " ORDER BY id LIMIT ?", [*args, limit]).fetchall()
-        return [
-            OutboxItem(
-                id=r[0],
-                dedupe_key=r[1],
-                notifier=r[2],
-                created_at=r[3],
-                payload=json.loads(r[4]),
-                attempts=r[5],
-                next_attempt_at=r[6],
-                last_error=r[7],
-            )
-            for r in rows
-        ]
+        return [_outbox_item(r) for r in rows]
 
     def mark_sent(self, item_id: int, now: float) -> None:
         with self._tx() as db:
@@ -425,25 +429,11 @@ class Store:
         """Items of ``notifier`` accepted at ``since`` or later, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, dedupe_key, notifier, created_at, payload, attempts,"
-                " next_attempt_at, last_error, sent_at FROM outbox"
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox"
                 " WHERE notifier = ? AND sent_at IS NOT NULL AND sent_at >= ? ORDER BY id",
                 (notifier, since),
             ).fetchall()
-        return [
-            OutboxItem(
-                id=r[0],
-                dedupe_key=r[1],
-                notifier=r[2],
-                created_at=r[3],
-                payload=json.loads(r[4]),
-                attempts=r[5],
-                next_attempt_at=r[6],
-                last_error=r[7],
-                sent_at=r[8],
-            )
-            for r in rows
-        ]
+        return [_outbox_item(r) for r in rows]
 
     def mark_failed(self, item_id: int, *, error: str, retry_at: float) -> None:
         with self._tx() as db:
