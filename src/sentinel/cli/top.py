@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 if not args.once and out.isatty():
                     out.write("\x1b[H\x1b[2J")
+                print_host(monitor, out)
                 print_table(view, out, docker_error=monitor.docker_error)
             out.flush()
             if args.once:
@@ -99,7 +100,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _size(n: float | None) -> str:
-    return "-" if n is None else f"{n / MIB:.1f}Mi"
+    if n is None:
+        return "-"
+    if abs(n) >= 1024 * MIB:
+        return f"{n / (1024 * MIB):.2f}Gi"
+    return f"{n / MIB:.1f}Mi"
 
 
 def _eta(seconds: float | None) -> str:
@@ -112,6 +117,21 @@ def _eta(seconds: float | None) -> str:
     if seconds < 172800:
         return f"{seconds / 3600:.1f}h"
     return f"{seconds / 86400:.1f}d"
+
+
+def print_host(monitor: Monitor, out: TextIO) -> None:
+    """One line about the machine, like top's header: the host can run out first."""
+    host = monitor.host_sample
+    if host is None:
+        return
+    f = monitor.host_forecast
+    eta = f.eta_seconds if f is not None else None
+    used = host.total_bytes - host.available_bytes
+    out.write(
+        f"host: {_size(used)} used of {_size(host.total_bytes)}, "
+        f"{_size(host.available_bytes)} available "
+        f"({100 * host.available_bytes / host.total_bytes:.0f}%), ETA to host OOM {_eta(eta)}\n"
+    )
 
 
 def print_table(view: list[Watched], out: TextIO, *, docker_error: str | None = None) -> None:

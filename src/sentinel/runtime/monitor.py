@@ -165,6 +165,11 @@ class Monitor:
     def close(self) -> None:
         self._set.close()
 
+    @property
+    def host_forecast(self) -> Forecast | None:
+        """The host's forecast: MemTotal - MemAvailable against MemTotal."""
+        return self._host_last
+
     # -- discovery --------------------------------------------------------------------------
 
     def discover(self, extra: Iterable[Target] = ()) -> list[Target]:
