@@ -56,7 +56,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
     except SentinelError as e:
-        print(f"sentinel: error: {e}", file=sys.stderr)
+        problems = getattr(e, "problems", None)  # a PolicyError: every problem, in place
+        if problems:
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            count = len(problems)
+            print(
+                f"sentinel: {count} problem{'s' if count != 1 else ''} in the policy",
+                file=sys.stderr,
+            )
+        else:
+            print(f"sentinel: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

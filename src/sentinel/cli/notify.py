@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sentinel.cli.common import EXIT_ERROR, EXIT_OK
+from sentinel.cli.common import EXIT_OK
 from sentinel.errors import SentinelError, SourceError
 
 
@@ -49,14 +49,8 @@ def run_notify(args: argparse.Namespace) -> int:
     from sentinel.notifiers.log import LogSender
     from sentinel.notifiers.slack import SlackSender
     from sentinel.notifiers.webhook import WebhookSender
-    from sentinel.policy import PolicyError
 
-    try:
-        policy = load_policy_file(args.config)
-    except PolicyError as e:
-        for problem in e.problems:
-            print(problem, file=sys.stderr)
-        return EXIT_ERROR
+    policy = load_policy_file(args.config)
     config = policy.notifiers.get(args.test)
     if config is None:
         names = ", ".join(policy.notifiers) or "none"

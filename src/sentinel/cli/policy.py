@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sentinel.cli.common import EXIT_ERROR, EXIT_OK
+from sentinel.cli.common import EXIT_OK
 from sentinel.errors import SourceError
 
 if TYPE_CHECKING:  # pydantic models load in ~0.1 s: only the commands that use them pay
@@ -67,20 +67,10 @@ def load_policy_file(name: str | None) -> Policy:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from sentinel.policy import PolicyError, effective_document
+    from sentinel.policy import effective_document
     from sentinel.policy.load import render_yaml
 
-    try:
-        policy = load_policy_file(args.policy)
-    except PolicyError as e:
-        for problem in e.problems:
-            print(problem, file=sys.stderr)
-        count = len(e.problems)
-        print(
-            f"sentinel: {count} problem{'s' if count != 1 else ''} in the policy",
-            file=sys.stderr,
-        )
-        return EXIT_ERROR
+    policy = load_policy_file(args.policy)  # a PolicyError is reported by main: exit 2
     document = effective_document(policy)
     if args.format == "json":
         print(json.dumps(document, indent=2))

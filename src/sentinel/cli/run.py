@@ -59,19 +59,10 @@ def _policy(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sentinel.policy import PolicyError
     from sentinel.runtime import logs
     from sentinel.runtime.daemon import Daemon, Options
 
-    try:
-        policy = _policy(args)
-    except PolicyError as e:
-        for problem in e.problems:
-            print(problem, file=sys.stderr)
-        print(
-            f"sentinel: the policy has {len(e.problems)} problem(s); not starting", file=sys.stderr
-        )
-        return EXIT_ERROR
+    policy = _policy(args)  # a PolicyError is reported by main: exit 2, nothing started
     logs.configure()
     options = Options(
         mode=args.mode,
