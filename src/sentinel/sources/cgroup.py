@@ -132,6 +132,38 @@ def v1_sample(
     cache, rss, inactive_file = fields(stat, _V1_STAT_KEYS)
     if inactive_file is None:
         raise ValueError("memory.stat lacks 'total_inactive_file'")
+    return _sample(
+        t,
+        cgroup,
+        usage_bytes=usage_bytes,
+        inactive_file=inactive_file,
+        own=own,
+        ancestor_limits=ancestor_limits,
+        anon_bytes=rss,
+        cache_bytes=cache,
+        limit_hits=int(failcnt),
+        oom=None,
+        oom_kill=field(oom_control, b"oom_kill "),
+        pressure=pressure,
+    )
+
+
+def _sample(
+    t: float,
+    cgroup: str,
+    *,
+    usage_bytes: int,
+    inactive_file: int,
+    own: int | None,
+    ancestor_limits: Sequence[tuple[str, bytes]],
+    anon_bytes: int | None,
+    cache_bytes: int | None,
+    limit_hits: int | None,
+    oom: int | None,
+    oom_kill: int | None,
+    pressure: bytes | None,
+) -> MemorySample:
+    """What v1 and v2 share: working set, the effective limit and who sets it."""
     limits = [(cgroup, own), *((c, parse_limit(raw)) for c, raw in ancestor_limits)]
     eff, setter = effective_limit(limits)
     return MemorySample(
@@ -139,14 +171,14 @@ def v1_sample(
         cgroup=cgroup,
         usage_bytes=usage_bytes,
         working_set_bytes=max(0, usage_bytes - inactive_file),
-        anon_bytes=rss,
-        cache_bytes=cache,
+        anon_bytes=anon_bytes,
+        cache_bytes=cache_bytes,
         limit_bytes=own,
         effective_limit_bytes=eff,
         effective_limit_cgroup=setter,
-        limit_hits=int(failcnt),
-        oom=None,
-        oom_kill=field(oom_control, b"oom_kill "),
+        limit_hits=limit_hits,
+        oom=oom,
+        oom_kill=oom_kill,
         pressure=_pressure(pressure),
     )
 
@@ -173,22 +205,19 @@ def v2_sample(
     if inactive_file is None:
         raise ValueError("memory.stat lacks 'inactive_file'")
     limit_hits, oom, oom_kill = fields(events, _V2_EVENT_KEYS)
-    limits = [(cgroup, own), *((c, parse_limit(raw)) for c, raw in ancestor_limits)]
-    eff, setter = effective_limit(limits)
-    return MemorySample(
-        t=t,
-        cgroup=cgroup,
+    return _sample(
+        t,
+        cgroup,
         usage_bytes=usage_bytes,
-        working_set_bytes=max(0, usage_bytes - inactive_file),
+        inactive_file=inactive_file,
+        own=own,
+        ancestor_limits=ancestor_limits,
         anon_bytes=anon,
         cache_bytes=file,
-        limit_bytes=own,
-        effective_limit_bytes=eff,
-        effective_limit_cgroup=setter,
         limit_hits=limit_hits,
         oom=oom,
         oom_kill=oom_kill,
-        pressure=_pressure(pressure),
+        pressure=pressure,
     )
 
 
