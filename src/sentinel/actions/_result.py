@@ -29,13 +29,14 @@ def would(action: str, target: Target, detail: Mapping[str, Any]) -> ActionResul
     return ActionResult(action, target.id, ok=True, dry_run=True, detail=detail, outcome="dry_run")
 
 
-def failed(
+def _not_ok(
     action: str,
     target: Target,
-    error: str,
-    detail: Mapping[str, Any] | None = None,
+    outcome: str,
     *,
-    dry_run: bool = False,
+    error: str,
+    detail: Mapping[str, Any] | None,
+    dry_run: bool,
 ) -> ActionResult:
     return ActionResult(
         action,
@@ -44,8 +45,19 @@ def failed(
         dry_run=dry_run,
         detail=detail or {},
         error=error,
-        outcome="failed",
+        outcome=outcome,
     )
+
+
+def failed(
+    action: str,
+    target: Target,
+    error: str,
+    detail: Mapping[str, Any] | None = None,
+    *,
+    dry_run: bool = False,
+) -> ActionResult:
+    return _not_ok(action, target, "failed", error=error, detail=detail, dry_run=dry_run)
 
 
 def refused(
@@ -56,24 +68,10 @@ def refused(
     *,
     dry_run: bool = False,
 ) -> ActionResult:
-    return ActionResult(
-        action,
-        target.id,
-        ok=False,
-        dry_run=dry_run,
-        detail=detail or {},
-        error=f"refused: {reason}",
-        outcome="refused",
+    return _not_ok(
+        action, target, "refused", error=f"refused: {reason}", detail=detail, dry_run=dry_run
     )
 
 
 def dropped(action: str, target: Target, why: str, *, dry_run: bool = False) -> ActionResult:
-    return ActionResult(
-        action,
-        target.id,
-        ok=False,
-        dry_run=dry_run,
-        detail={},
-        error=f"dropped: {why}",
-        outcome="dropped",
-    )
+    return _not_ok(action, target, "dropped", error=f"dropped: {why}", detail=None, dry_run=dry_run)
