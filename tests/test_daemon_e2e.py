@@ -98,6 +98,17 @@ def assert_not_killed(c: Container, before: str) -> None:
         )
 
 
+def report_kills(tag: str) -> str:
+    """The rule that notifies ops-log of every kernel kill of this test's containers."""
+    return f"""\
+  - name: report-every-kill
+    match: {{labels: {{sentinel.e2e: "{tag}"}}}}
+    when: {{oom_killed: true}}
+    do:
+      - notify: ops-log
+"""
+
+
 def decisions(s: SentinelProcess, **match: Any) -> list[dict[str, Any]]:
     return [
         e
@@ -255,13 +266,7 @@ def test_forecasts_against_the_parent_headroom(
 def test_a_kernel_kill_is_stored_and_notified_once(
     tmp_path: Path, run_container: RunContainer, leaker_image: str, tag: str
 ) -> None:
-    rules = f"""\
-  - name: report-every-kill
-    match: {{labels: {{sentinel.e2e: "{tag}"}}}}
-    when: {{oom_killed: true}}
-    do:
-      - notify: ops-log
-"""
+    rules = report_kills(tag)
     with SentinelProcess.start(policy(rules), tmp_path) as s:
         s.wait_ready()
         c = run_container(
@@ -458,12 +463,9 @@ def test_an_invalid_policy_stops_sentinel_with_exit_2(tmp_path: Path) -> None:
 def test_sigkill_and_start_again_loses_nothing_and_repeats_nothing(
     tmp_path: Path, run_container: RunContainer, leaker_image: str, tag: str
 ) -> None:
-    rules = f"""\
-  - name: report-every-kill
-    match: {{labels: {{sentinel.e2e: "{tag}"}}}}
-    when: {{oom_killed: true}}
-    do:
-      - notify: ops-log
+    rules = (
+        report_kills(tag)
+        + f"""\
   - name: restart-big
     match: {{labels: {{sentinel.e2e: "{tag}", role: steady}}}}
     when: {{memory_above: {{bytes: 16Mi, for: 1s}}}}
@@ -471,6 +473,7 @@ def test_sigkill_and_start_again_loses_nothing_and_repeats_nothing(
       - restart: {{grace_period: 1s}}
     cooldown: 1h
 """
+    )
 
     def fast_leaker() -> Container:
         return run_container(
@@ -534,13 +537,7 @@ def test_dockerd_restart_sentinel_reconnects_and_goes_on(
     tmp_path: Path, run_container: RunContainer, leaker_image: str, tag: str
 ) -> None:
     """Last in the file: restarting dockerd stops every container on the host."""
-    rules = f"""\
-  - name: report-every-kill
-    match: {{labels: {{sentinel.e2e: "{tag}"}}}}
-    when: {{oom_killed: true}}
-    do:
-      - notify: ops-log
-"""
+    rules = report_kills(tag)
     with SentinelProcess.start(policy(rules), tmp_path) as s:
         s.wait_ready()
         _restart_dockerd()
