@@ -8,95 +8,23 @@ buffer) never reach its server.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 
+from daemon_process import SentinelProcess, wait_for
 from docker_fixtures import Container, RunContainer
 from slack_server import CHANNEL, TOKEN, Message, SlackServer, slack_server
 
 pytestmark = pytest.mark.kernel
 
-SENTINEL = Path(sys.executable).parent / "sentinel"
-T = TypeVar("T")
 
-
-def wait_for(check: Callable[[], T], what: str, timeout: float = 60) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.1)
-
-
-class Daemon:
-    """``sentinel run`` in a subprocess, its stderr in a file; SIGTERM at the end."""
-
-    def __init__(self, workdir: Path, policy: str, state: Path) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "policy.yaml").write_text(policy)
-        self.stderr_path = workdir / f"stderr.{uuid.uuid4().hex[:8]}"
-        self.stdout_path = self.stderr_path.with_name(self.stderr_path.name + ".out")
-        with self.stderr_path.open("wb") as err, self.stdout_path.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [
-                    *(str(SENTINEL), "run", "-c", str(workdir / "policy.yaml")),
-                    *("--state", str(state), "--listen", "127.0.0.1:0"),
-                ],
-                stdout=out,
-                stderr=err,
-                env={**os.environ, "SLACK_BOT_TOKEN": TOKEN},
-            )
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def logs(self, event: str) -> list[dict[str, Any]]:
-        out = []
-        for line in self.stderr().splitlines():
-            with contextlib.suppress(ValueError):
-                value = json.loads(line)
-                if isinstance(value, dict) and value.get("event") == event:
-                    out.append(value)
-        return out
-
-    def wait_ready(self) -> None:
-        def ready() -> bool:
-            assert self.proc.poll() is None, f"sentinel exited\n{self.stderr()[-3000:]}"
-            found = self.logs("listening")
-            if not found:
-                return False
-            try:
-                with urllib.request.urlopen(f"http://{found[-1]['address']}/readyz", timeout=2):
-                    return True
-            except OSError:
-                return False
-
-        wait_for(ready, "sentinel /readyz", 60)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+def slack_daemon(workdir: Path, policy: str, state: Path) -> SentinelProcess:
+    """``sentinel run`` with the Slack token in its environment (and nowhere else)."""
+    return SentinelProcess.start(policy, workdir, state=state, env={"SLACK_BOT_TOKEN": TOKEN})
 
 
 @pytest.fixture
@@ -106,8 +34,8 @@ def server() -> Iterator[SlackServer]:
 
 
 @pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
+def daemons() -> Iterator[list[SentinelProcess]]:
+    started: list[SentinelProcess] = []
     yield started
     for d in started:
         d.stop()
@@ -147,7 +75,7 @@ def about(messages: list[Message], container: Container) -> list[Message]:
     return [m for m in messages if container.name in m.text or container.name in str(m.blocks)]
 
 
-def assert_no_token(tmp_path: Path, daemons: list[Daemon]) -> None:
+def assert_no_token(tmp_path: Path, daemons: list[SentinelProcess]) -> None:
     for d in daemons:
         assert TOKEN not in d.stderr()
         assert TOKEN not in d.stdout_path.read_text(errors="replace")
@@ -159,12 +87,12 @@ def assert_no_token(tmp_path: Path, daemons: list[Daemon]) -> None:
 def test_a_real_oom_kill_is_one_slack_message(
     tmp_path: Path,
     server: SlackServer,
-    daemons: list[Daemon],
+    daemons: list[SentinelProcess],
     run_container: RunContainer,
     leaker_image: str,
 ) -> None:
     label = uuid.uuid4().hex
-    daemon = Daemon(tmp_path, policy(server, label), tmp_path / "state.db")
+    daemon = slack_daemon(tmp_path, policy(server, label), tmp_path / "state.db")
     daemons.append(daemon)
     daemon.wait_ready()
     container = leaker(run_container, leaker_image, label)
@@ -187,7 +115,7 @@ def test_a_real_oom_kill_is_one_slack_message(
 def test_outage_and_restart_lose_nothing_and_send_once(
     tmp_path: Path,
     server: SlackServer,
-    daemons: list[Daemon],
+    daemons: list[SentinelProcess],
     run_container: RunContainer,
     leaker_image: str,
 ) -> None:
@@ -195,7 +123,7 @@ def test_outage_and_restart_lose_nothing_and_send_once(
     text = policy(server, label)
     state = tmp_path / "state.db"
     server.down()
-    first = Daemon(tmp_path, text, state)
+    first = slack_daemon(tmp_path, text, state)
     daemons.append(first)
     first.wait_ready()
     container = leaker(run_container, leaker_image, label)
@@ -212,7 +140,7 @@ def test_outage_and_restart_lose_nothing_and_send_once(
     time.sleep(1.5)  # a delivery attempt fails against the closed port
     assert first.stop() == 0
     assert not server.messages
-    second = Daemon(tmp_path, text, state)
+    second = slack_daemon(tmp_path, text, state)
     daemons.append(second)
     second.wait_ready()
     time.sleep(1)
@@ -231,12 +159,12 @@ def test_outage_and_restart_lose_nothing_and_send_once(
 def test_a_storm_of_ten_kills_is_one_grouped_message(
     tmp_path: Path,
     server: SlackServer,
-    daemons: list[Daemon],
+    daemons: list[SentinelProcess],
     run_container: RunContainer,
     leaker_image: str,
 ) -> None:
     label = uuid.uuid4().hex
-    daemon = Daemon(tmp_path, policy(server, label), tmp_path / "state.db")
+    daemon = slack_daemon(tmp_path, policy(server, label), tmp_path / "state.db")
     daemons.append(daemon)
     daemon.wait_ready()
     containers = [leaker(run_container, leaker_image, label) for _ in range(10)]
