@@ -27,8 +27,8 @@ def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     "cmd",
     [
-        ("ruff", "check", "src", "tests", "bench", *SCRIPTS),
-        ("ruff", "format", "--check", "src", "tests", "bench", *SCRIPTS),
+        ("ruff", "check", "sentinel", "tests", "bench", *SCRIPTS),
+        ("ruff", "format", "--check", "sentinel", "tests", "bench", *SCRIPTS),
         ("mypy",),
         ("lint-imports",),
     ],
