@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sentinel.actions import hook, oom_score_adj, restart, signal
-from sentinel.actions._host import Host, refusal
+from sentinel.actions._host import Host, init_signal_problem, refusal
 from sentinel.actions._log import action_line, log_action
 from sentinel.actions._result import DockerControl, dropped
 from sentinel.errors import SentinelError
@@ -37,6 +37,7 @@ __all__ = [
     "action_line",
     "execute",
     "hook",
+    "init_signal_problem",
     "log_action",
     "oom_score_adj",
     "refusal",

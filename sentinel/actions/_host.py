@@ -11,6 +11,7 @@ import errno
 import os
 import re
 import select
+import signal
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,38 @@ def refusal(host: Host, pid: int, parents: Collection[int] | None = None) -> str
         if ns == host.host_pid_ns:
             return "pid 1 is the host's init"
     return None
+
+
+INIT_FIXES = (
+    "run the app with `docker run --init` (its init forwards the signal), give it a SIGTERM"
+    " handler, or share a pause container's PID namespace (`--pid container:pause`)"
+)
+
+
+def init_signal_problem(host: Host, pid: int) -> str | None:
+    """Why SIGTERM from sentinel cannot stop ``pid``, or ``None`` when it can.
+
+    The kernel delivers a signal sent from inside a PID namespace to that namespace's init
+    (PID 1) only when init has a handler for it, and never SIGKILL: ``kill`` succeeds and
+    nothing happens. That is the sidecar's case when the app itself is PID 1 of the
+    namespace sentinel shares.
+    """
+    if pid != 1:
+        return None
+    own = pid_namespace(host, host.self_pid)
+    if own is None or own != pid_namespace(host, 1):
+        return None
+    try:
+        status = host.reader().status(1)
+    except SentinelError:
+        return None  # gone or unreadable: the action itself says so
+    if status.catches(signal.SIGTERM):
+        return None
+    return (
+        f"PID 1 ({status.name}) has no SIGTERM handler: the kernel drops signals sent to a"
+        " PID namespace's init from inside it, SIGKILL included, so sentinel cannot stop it;"
+        f" {INIT_FIXES}"
+    )
 
 
 class Refused(SentinelError):

@@ -16,7 +16,14 @@ import signal
 import time
 from collections.abc import Callable
 
-from sentinel.actions._host import Host, Refused, open_process, refusal, wait_exit
+from sentinel.actions._host import (
+    Host,
+    Refused,
+    init_signal_problem,
+    open_process,
+    refusal,
+    wait_exit,
+)
 from sentinel.actions._result import DockerControl, done, failed, refused, would
 from sentinel.clients.docker import ContainerGone
 from sentinel.errors import SentinelError, TemporaryError
@@ -90,6 +97,10 @@ def _process(
     if pid is None or pid <= 0:
         return failed(ACTION, target, "the target has no pid", dry_run=dry_run)
     detail: dict[str, object] = {"via": "signal", "pid": pid, "grace_s": grace}
+    problem = init_signal_problem(host, pid)
+    if problem is not None:
+        detail["init_without_sigterm_handler"] = True
+        return failed(ACTION, target, problem, detail, dry_run=dry_run)
     if dry_run:
         try:
             host.reader().status(pid)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from sentinel import __version__
 from sentinel.cli import forecast as forecast_cmd
+from sentinel.cli import health as health_cmd
 from sentinel.cli import notify as notify_cmd
 from sentinel.cli import parse as parse_cmd
 from sentinel.cli import policy as policy_cmd
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     top_cmd.register(sub)
     run_cmd.register(sub)
     notify_cmd.register(sub)
+    health_cmd.register(sub)
     return parser
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -63,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from sentinel.runtime.daemon import Daemon, Options
 
     policy = _policy(args)  # a PolicyError is reported by main: exit 2, nothing started
+    app_limit = _app_memory_limit() if args.mode == "sidecar" else None
     logs.configure()
     options = Options(
         mode=args.mode,
@@ -71,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         docker_url=args.docker_url,
         listen=args.listen,
         state=args.state,
+        app_memory_limit=app_limit,
     )
     try:
         daemon = Daemon(policy, options)
@@ -78,6 +82,32 @@ def run(args: argparse.Namespace) -> int:
         print(f"sentinel: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     return daemon.run_forever()
+
+
+def _app_memory_limit() -> int | None:
+    """``SENTINEL_APP_MEMORY_LIMIT``: the app's limit in sidecar mode (a size, or bytes as
+    the Kubernetes Downward API gives them); unset or empty: none."""
+    from sentinel.runtime.sidecar import APP_LIMIT_ENV
+    from sentinel.units import parse_size
+
+    text = os.environ.get(APP_LIMIT_ENV, "").strip()
+    if not text:
+        return None
+    if re.fullmatch(r"[0-9.]+\s*[kmgt]", text):
+        raise SentinelError(
+            f"{APP_LIMIT_ENV}={text!r} is ambiguous (Docker reads {text[-1]} as powers of 1024,"
+            f" Kubernetes as powers of 1000 or milli): write {text[:-1].strip()}"
+            f"{text[-1].upper()}i or {text[:-1].strip()}{text[-1].upper()}"
+        )
+    try:
+        value = parse_size(text)
+    except ValueError as e:
+        raise SentinelError(
+            f"{APP_LIMIT_ENV}: expected a size such as 192Mi, 1GiB or 201326592; found {text!r}"
+        ) from e
+    if value <= 0:
+        raise SentinelError(f"{APP_LIMIT_ENV}: expected a size above 0; found {text!r}")
+    return value
 
 
 def run_events(args: argparse.Namespace) -> int:

@@ -50,7 +50,13 @@ from sentinel.notifiers.slack import SlackSender
 from sentinel.notifiers.webhook import WebhookSender
 from sentinel.policy import Decision, evaluate, still_holds
 from sentinel.policy.decision import Escalation
-from sentinel.policy.model import NotifyAction, OomScoreAdjAction, Policy
+from sentinel.policy.model import (
+    NotifyAction,
+    OomScoreAdjAction,
+    Policy,
+    RestartAction,
+    RunAction,
+)
 from sentinel.policy.state import (
     ActionRecord,
     History,
@@ -71,8 +77,12 @@ from sentinel.store import Store
 
 log = logging.getLogger("sentinel.daemon")
 
-COUNTED_OUTCOMES = frozenset({"done", "dry_run", "failed", "queued", "sent"})
-"""Decisions that count for cooldowns and restart budgets (not dropped or refused ones)."""
+COUNTED_OUTCOMES = frozenset(
+    {"done", "dry_run", "failed", "queued", "sent", "pending", "interrupted"}
+)
+"""Decisions that count for cooldowns and restart budgets (not dropped or refused ones).
+``interrupted``: sentinel stopped while carrying it out (a sidecar ends with the app it
+restarts); it counts, so a restart that ends sentinel too still uses the budget."""
 HISTORY_WINDOW = 7 * 86400.0
 
 
@@ -92,6 +102,9 @@ class Options:
     """Overrides ``settings.listen`` (``""``: no HTTP endpoint)."""
     state: str | None = None
     """Overrides ``settings.state``."""
+    app_memory_limit: int | None = None
+    """Sidecar mode: the app's memory limit in bytes (``SENTINEL_APP_MEMORY_LIMIT``), used
+    when the app's cgroup files are not visible."""
 
 
 @dataclass
@@ -124,8 +137,14 @@ class Daemon:
             self_cgroup=self.self_cgroup,
         )
         self.sidecar = (
-            SidecarTargets(self.proc, self_pid=os.getpid()) if options.mode == "sidecar" else None
+            SidecarTargets(
+                self.proc, self_pid=os.getpid(), app_limit_bytes=options.app_memory_limit
+            )
+            if options.mode == "sidecar"
+            else None
         )
+        if self.sidecar is not None:
+            self.monitor.proc_sampler = self.sidecar.sample
         self.clients = Clients(
             docker=self.docker, host=Host(proc=options.proc, cgroup=options.cgroup_root)
         )
@@ -161,6 +180,9 @@ class Daemon:
         self._kick = threading.Event()
         """Set when a kill arrives: the evaluator thread evaluates at once."""
         self._ticked = False
+        self._last_tick: float | None = None
+        """Monotonic time the last tick ended: health means the ticks go on."""
+        self._stale_after = tick_deadline(policy)
         self._threads: list[threading.Thread] = []
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.http: HealthServer | None = None
@@ -197,7 +219,18 @@ class Daemon:
             self.http = HealthServer(listen, self.metrics, healthy=self.healthy, ready=self.ready)
             self.http.start()
             event(log, "listening", address=self.http.address)
+            self._write_address(self.http.address)
         self.scheduler.start()
+
+    def _write_address(self, address: str) -> None:
+        """Where ``sentinel health`` finds the endpoint: ``STATE.address``."""
+        path = Path(f"{self.store.path}.address")
+        try:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(address + "\n")
+            tmp.replace(path)
+        except OSError as e:
+            log.warning("cannot write %s (%s): `sentinel health` needs --url", path, e.strerror)
 
     def _thread(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=self._guard(name, target), name=name, daemon=True)
@@ -247,7 +280,11 @@ class Daemon:
         return 0
 
     def healthy(self) -> bool:
-        return not self._stop.is_set() and all(t.is_alive() for t in self._threads)
+        """Every thread alive, and the sample ticks going on (the last one recent)."""
+        if self._stop.is_set() or not all(t.is_alive() for t in self._threads):
+            return False
+        last = self._last_tick
+        return last is None or time.monotonic() - last <= self._stale_after
 
     def ready(self) -> bool:
         return self._ticked and self.healthy()
@@ -415,6 +452,8 @@ class Daemon:
         elif changed:
             self.monitor.refresh(changed)
         view = self.monitor.tick()
+        if not self._ticked:
+            self._resume_interrupted(view)
         if self.monitor.lost:
             self._discover_now.set()  # stopped or restarted: find it again next tick
         rows = []
@@ -435,9 +474,69 @@ class Daemon:
         self.evaluate_now()
         self._reapply(view)
         self._ticked = True
+        self._last_tick = time.monotonic()
         self.metrics.inc("sentinel_ticks_total")
         self.metrics.inc("sentinel_tick_cpu_seconds_total", time.process_time() - started)
         self.metrics.set("sentinel_tick_duration_seconds", time.monotonic() - wall)
+
+    def _resume_interrupted(self, view: list[Watched]) -> None:
+        """Settle the actions a previous run left half done: sentinel stopped between
+        deciding and recording the outcome. In sidecar mode that is the normal end of a
+        restart of the app's PID 1 (the kernel ends the whole namespace, sentinel
+        included). Each counts as ``interrupted`` (cooldowns and budgets hold), and the
+        rule's notifiers are told what happened, with whether the target is running now."""
+        now = self.clock()
+        running = {w.target.id: w.target for w in view}
+        for d in self.store.decisions(since=now - HISTORY_WINDOW):
+            if d.outcome != "pending":
+                continue
+            self.store.set_outcome(d.id, "interrupted")
+            before = d.evidence.get("target") or {}
+            current = running.get(d.target_id)
+            back = current is not None and (
+                current.pid != before.get("pid") or current.started_at != before.get("started_at")
+            )
+            event(
+                log,
+                "action-interrupted",
+                rule=d.rule,
+                action=d.action,
+                target=before,
+                decided_at=d.at,
+                running_again=back,
+            )
+            if d.action != "restart" or d.dry_run:
+                continue
+            rule = next((r for r in self.policy.rules if r.name == d.rule), None)
+            notifiers = [
+                a.notify
+                for a in (rule.do if rule is not None else [])
+                if isinstance(a, NotifyAction) and a.notify in self.senders
+            ]
+            if not notifiers:
+                continue
+            payload: dict[str, Any] = {
+                "kind": "action",
+                "rule": d.rule,
+                "target": dict(before) or {"id": d.target_id, "name": d.target_name},
+                "reason": d.evidence.get("reason"),
+                "evidence": dict(d.evidence.get("evidence") or {}),
+                "text": f"{d.rule}: {d.evidence.get('reason')} ({d.target_name})",
+                "at": d.at,
+                "host": _hostname(),
+                "after": {
+                    "running": back,
+                    "interrupted": True,
+                    "note": "sentinel stopped while restarting the target (a sidecar ends"
+                    " with the app whose PID namespace it shares) and started again",
+                },
+            }
+            payload = enrich(payload, store=self.store, target_id=d.target_id, now=d.at)
+            for name in notifiers:
+                self.store.enqueue(
+                    dedupe_key=f"decision:{d.id}:{name}", notifier=name, payload=payload, now=now
+                )
+            self._deliver_kick.set()
 
     def _reapply(self, view: list[Watched]) -> None:
         """Give new processes of an adjusted target its ``oom_score_adj`` (a fork, a
@@ -709,6 +808,20 @@ def points_to_keep(policy: Policy) -> int:
     )
     interval = float(policy.settings.sample_interval)
     return max(4, int(longest / interval) + 4)
+
+
+def tick_deadline(policy: Policy) -> float:
+    """Seconds without a finished tick after which sentinel is unhealthy: three sample
+    intervals plus the longest action a tick may wait for (a restart's grace period and
+    its kill wait, a hook's timeout), and at least a minute."""
+    longest = 0.0
+    for rule in policy.rules:
+        for action in rule.do:
+            if isinstance(action, RestartAction):
+                longest = max(longest, float(action.restart.grace_period) + 60.0)
+            elif isinstance(action, RunAction):
+                longest = max(longest, float(action.run.timeout))
+    return max(60.0, 3 * float(policy.settings.sample_interval) + longest)
 
 
 def _hostname() -> str:

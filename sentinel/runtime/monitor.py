@@ -97,6 +97,8 @@ class Watched:
 class _Entry:
     target: Target
     cgroup: str
+    from_proc: bool = False
+    """Sampled from its processes in ``/proc`` (sidecar mode, cgroup not visible)."""
 
 
 @dataclass
@@ -143,6 +145,7 @@ class Monitor:
         self_container_id: str | None = None,
         self_cgroup: str | None = None,
         wall_clock: Callable[[], float] | None = None,
+        proc_sampler: Callable[[str], MemorySample | None] | None = None,
     ) -> None:
         self.fs = cgroups
         self.proc = proc
@@ -150,6 +153,9 @@ class Monitor:
         self.all_cgroups = all_cgroups
         self.self_container_id = self_container_id
         self.self_cgroup = normalize(self_cgroup) if self_cgroup else None
+        self.proc_sampler = proc_sampler
+        """For a target whose cgroup files cannot be read: its memory from ``/proc`` (a
+        sample, or ``None`` when the cgroup has no process left)."""
         self._set = CgroupSet(cgroups)
         self._entries: dict[str, _Entry] = {}  # by target id
         self._own: dict[str, Forecaster] = {}  # by cgroup
@@ -298,7 +304,11 @@ class Monitor:
                 try:
                     self._watch(target.cgroup)
                 except SourceError as e:
-                    log.info("cannot watch %s (%s): %s", target.name, target.cgroup, e)
+                    if self.proc_sampler is None:
+                        log.info("cannot watch %s (%s): %s", target.name, target.cgroup, e)
+                        continue
+                    self._own.setdefault(target.cgroup, Forecaster(constraint="cgroup"))
+                    self._entries[target_id] = _Entry(target, target.cgroup, from_proc=True)
                     continue
                 self._entries[target_id] = _Entry(target=target, cgroup=target.cgroup)
                 for parent in ancestors(target.cgroup):
@@ -345,6 +355,13 @@ class Monitor:
         """Sample every target and limited ancestor; forecast; sorted by ETA (soonest first)."""
         self._watch_limited_ancestors()
         samples, gone = self._set.sample()
+        if self.proc_sampler is not None:
+            for cgroup in {e.cgroup for e in self._entries.values() if e.from_proc}:
+                sample = self.proc_sampler(cgroup)
+                if sample is None:
+                    gone.append(cgroup)
+                else:
+                    samples.append(sample)
         self.lost = []
         for cgroup in gone:
             for target_id in [t for t, e in self._entries.items() if e.cgroup == cgroup]:

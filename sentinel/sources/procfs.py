@@ -95,6 +95,14 @@ class ProcStatus:
     shmem_bytes: int | None
     swap_bytes: int | None
     peak_rss_bytes: int | None
+    signals_caught: int = 0
+    """``SigCgt``: bit ``n - 1`` set when the process has a handler for signal ``n``."""
+    signals_ignored: int = 0
+    """``SigIgn``: bit ``n - 1`` set when the process ignores signal ``n``."""
+
+    def catches(self, signum: int) -> bool:
+        """Whether the process installed a handler for ``signum``."""
+        return bool(self.signals_caught >> (signum - 1) & 1)
 
 
 def parse_proc_status(text: str) -> ProcStatus:
@@ -123,6 +131,8 @@ def parse_proc_status(text: str) -> ProcStatus:
             shmem_bytes=kib("RssShmem"),
             swap_bytes=kib("VmSwap"),
             peak_rss_bytes=kib("VmHWM"),
+            signals_caught=int(values.get("SigCgt", "0"), 16),
+            signals_ignored=int(values.get("SigIgn", "0"), 16),
         )
     except KeyError as e:
         raise ValueError(f"/proc/PID/status lacks {e.args[0]!r}") from None
