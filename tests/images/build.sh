@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Build the test image sentinel-test/leaker:latest from leaker/leaker.c and leaker/Dockerfile,
-# only when it is missing or its sources changed: the image carries the sources' content hash
-# in the label sentinel.test.source-hash. Needs a running Docker daemon (scripts/docker-up)
-# and no network (FROM scratch). Installs gcc and a static libc when missing (as root).
+# Build the test image sentinel-test/leaker:latest from leaker/leaker.c, leaker/pause.c and
+# leaker/Dockerfile, only when it is missing or its sources changed: the image carries the
+# sources' content hash in the label sentinel.test.source-hash. Needs a running Docker
+# daemon (scripts/docker-up) and no network (FROM scratch). Installs gcc and a static libc when missing (as root).
 # Prints the image id on its last line.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -10,7 +10,7 @@ image="${SENTINEL_LEAKER_IMAGE:-sentinel-test/leaker:latest}"
 label=sentinel.test.source-hash
 say() { echo "build.sh: $*" >&2; }
 
-hash="$(cat "$here/build.sh" "$here/leaker/leaker.c" "$here/leaker/Dockerfile" \
+hash="$(cat "$here/build.sh" "$here/leaker/leaker.c" "$here/leaker/pause.c" "$here/leaker/Dockerfile" \
   | sha256sum | cut -c1-32)"
 have="$(docker image inspect --format "{{index .Config.Labels \"$label\"}}" "$image" \
   2>/dev/null || true)"
@@ -31,7 +31,8 @@ old_id="$(docker image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)"
 ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT
 gcc -static -O2 -Wall -Wextra -Werror -o "$ctx/leaker" "$here/leaker/leaker.c"
-strip "$ctx/leaker" 2>/dev/null || true
+gcc -static -O2 -Wall -Wextra -Werror -o "$ctx/pause" "$here/leaker/pause.c"
+strip "$ctx/leaker" "$ctx/pause" 2>/dev/null || true
 cp "$here/leaker/Dockerfile" "$ctx/Dockerfile"
 # The legacy builder: it ships with every engine; BuildKit needs the buildx plugin.
 DOCKER_BUILDKIT=0 docker build --quiet --label "$label=$hash" --tag "$image" "$ctx" >&2

@@ -20,6 +20,9 @@
  *                                        leak nothing and sleep until signalled (or their
  *                                        parent exits), so a test sees a container with
  *                                        more than one process
+ *   --no-term-handler LEAKER_TERM_HANDLER=0  install no SIGTERM handler: as PID 1 of a
+ *                                        container, SIGTERM from inside its PID namespace
+ *                                        (a sidecar) is then dropped by the kernel
  *
  * SIGUSR2 (a "dump diagnostics" request) is counted and reported on stdout as
  * "leaker: SIGUSR2 count=N"; it never stops the leaker.
@@ -62,9 +65,9 @@ static void report_usr2(void) {
 static void usage(const char *prog) {
     fprintf(stderr,
             "usage: %s [--rate MiB] [--cap MiB] [--baseline MiB] [--step-ms N] [--hold|--exit]"
-            " [--wait-usr1] [--fork N]\n"
+            " [--wait-usr1] [--fork N] [--no-term-handler]\n"
             "env: LEAKER_RATE_MIB LEAKER_CAP_MIB LEAKER_BASELINE_MIB LEAKER_STEP_MS LEAKER_HOLD"
-            " LEAKER_WAIT_USR1 LEAKER_FORK\n",
+            " LEAKER_WAIT_USR1 LEAKER_FORK LEAKER_TERM_HANDLER\n",
             prog);
 }
 
@@ -120,6 +123,8 @@ int main(int argc, char **argv) {
     const char *wait_env = getenv("LEAKER_WAIT_USR1");
     int wait_usr1 = wait_env != NULL && strcmp(wait_env, "1") == 0;
     double forks = env_number("LEAKER_FORK", 0);
+    const char *term_env = getenv("LEAKER_TERM_HANDLER");
+    int term_handler = !(term_env != NULL && strcmp(term_env, "0") == 0);
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -129,6 +134,8 @@ int main(int argc, char **argv) {
             hold = 0;
         } else if (strcmp(a, "--wait-usr1") == 0) {
             wait_usr1 = 1;
+        } else if (strcmp(a, "--no-term-handler") == 0) {
+            term_handler = 0;
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(argv[0]);
             return 0;
@@ -156,7 +163,9 @@ int main(int argc, char **argv) {
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
+    if (term_handler) {
+        sigaction(SIGTERM, &sa, NULL);
+    }
     sigaction(SIGINT, &sa, NULL);
     /* Installed even without --wait-usr1: a stray USR1 must not kill the leaker. */
     sa.sa_handler = on_go;
@@ -167,8 +176,8 @@ int main(int argc, char **argv) {
     /* Line-buffered so `docker logs` shows each line as it happens. */
     setvbuf(stdout, NULL, _IOLBF, 0);
     printf("leaker: start pid=%d rate_mib_s=%g cap_mib=%g baseline_mib=%g step_ms=%g hold=%d"
-           " wait_usr1=%d\n",
-           (int)getpid(), rate, cap, baseline, step_ms, hold, wait_usr1);
+           " wait_usr1=%d term_handler=%d\n",
+           (int)getpid(), rate, cap, baseline, step_ms, hold, wait_usr1, term_handler);
 
     pid_t parent = getpid();
     for (int n = 0; n < (int)forks; n++) {
