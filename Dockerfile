@@ -3,8 +3,10 @@
 #   docker build --build-arg BASE=sentinel-base:bookworm-... \
 #     --build-arg PIP_NO_INDEX=1 --build-arg PIP_FIND_LINKS=/src/wheelhouse -t sentinel .
 # Run it as root with the host's kernel log, processes and Docker socket, e.g.
-#   docker run -d --privileged --pid host -v /dev/kmsg:/dev/kmsg \
-#     -v /var/run/docker.sock:/var/run/docker.sock -v sentinel:/var/lib/sentinel sentinel
+#   docker run -d --pid host --device /dev/kmsg --cap-add SYSLOG \
+#     -v /sys/fs/cgroup:/sys/fs/cgroup:ro -v /var/run/docker.sock:/var/run/docker.sock \
+#     -v sentinel:/var/lib/sentinel sentinel
+# or beside one app as a sidecar: ... --pid container:APP sentinel run --mode sidecar
 # BASE: any image with Python >= 3.11 as `python3` and its venv module, the same in both stages
 # (the venv links to the base's interpreter).
 ARG BASE=python:3.12-slim
