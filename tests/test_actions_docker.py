@@ -6,6 +6,8 @@ every container has a 64 MiB limit."""
 from __future__ import annotations
 
 import json
+import os
+import signal as signal_module
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -189,7 +191,7 @@ def test_signal_usr2_reaches_the_leaker(
     eventually(lambda: "baseline done" in container.logs(), "the leaker started")
     result = signal.send(target_of(client, container), "SIGUSR2", dry_run=False, docker=client)
     assert result.ok, result
-    assert result.detail["via"] == "docker"
+    assert result.detail["via"] == "pidfd"  # not Docker's kill API: see the next test
     eventually(lambda: "SIGUSR2 count=1" in container.logs(), "the leaker reports SIGUSR2")
     assert container.state()["Status"] == "running"
 
@@ -197,6 +199,23 @@ def test_signal_usr2_reaches_the_leaker(
     assert dry.outcome == "dry_run"
     time.sleep(0.3)
     assert "SIGUSR2 count=2" not in container.logs()
+
+
+def test_a_signal_keeps_the_containers_restart_policy(
+    client: DockerClient, leaker_image: str, run_container: RunContainer
+) -> None:
+    """Docker's kill API marks a signalled container "manually stopped" (moby#11065), after
+    which ``--restart always`` no longer brings it back; sentinel signals the process."""
+    container = run_container(
+        leaker_image, *IDLE, "--step-ms", "20", options=["--restart", "always"]
+    )
+    eventually(lambda: "baseline done" in container.logs(), "the leaker started")
+    result = signal.send(target_of(client, container), "SIGUSR2", dry_run=False, docker=client)
+    assert result.ok, result
+    eventually(lambda: "SIGUSR2 count=1" in container.logs(), "the leaker reports SIGUSR2")
+    os.kill(container.state()["Pid"], signal_module.SIGTERM)  # the app exits on its own
+    eventually(lambda: container.inspect()["RestartCount"] == 1, "Docker restarts it", 20)
+    eventually(lambda: container.state()["Running"], "it runs again", 20)
 
 
 def test_container_gone_is_a_result(

@@ -1,19 +1,25 @@
 """``signal``: send a named signal (``SIGUSR2``: "dump diagnostics") to the target's main
-process. A container's through Docker (``docker kill -s``, which reaches its init from any
-pid namespace); a process's through a pidfd, after the safety rail
-(:func:`~._host.refusal`)."""
+process, through a pidfd, after the safety rail (:func:`~._host.refusal`).
+
+A container's main process is found through Docker (its host pid) and signalled directly
+when sentinel sees the host's PID namespace. Docker's own kill API (``docker kill -s``) is
+only the fallback: Docker marks a container it signalled as "manually stopped", whatever
+the signal, and then never applies its restart policy again (moby/moby#11065, #41302,
+#53415), so a ``SIGUSR2`` for diagnostics would silently turn off ``--restart always``.
+"""
 
 from __future__ import annotations
 
 import os
 import signal as _signal
 
-from sentinel.actions._host import Host, Refused, open_process, refusal
+from sentinel.actions._host import Host, Refused, open_process, pid_namespace, refusal
 from sentinel.actions._result import DockerControl, done, failed, refused, would
 from sentinel.clients.docker import ContainerGone
 from sentinel.errors import SentinelError, TemporaryError
 from sentinel.model import ActionResult, Target
 from sentinel.policy.fields import signal_number
+from sentinel.sources.cgroup import normalize
 from sentinel.sources.procfs import ProcessGoneError
 
 ACTION = "signal"
@@ -44,8 +50,7 @@ def send(
     if target.runtime == "docker":
         if docker is None:
             return failed(ACTION, target, "no Docker client to signal a container", detail)
-        detail["via"] = "docker"
-        return _container(target, number, detail, dry_run=dry_run, docker=docker)
+        return _container(target, number, detail, dry_run=dry_run, docker=docker, host=host)
     detail["via"] = "pidfd"
     return _process(target, number, detail, dry_run=dry_run, host=host)
 
@@ -57,12 +62,19 @@ def _container(
     *,
     dry_run: bool,
     docker: DockerControl,
+    host: Host,
 ) -> ActionResult:
     try:
         info = docker.inspect(target.id)
         detail["pid"] = info.pid
         if not info.running:
             return failed(ACTION, target, f"container is {info.state}", detail, dry_run=dry_run)
+        if info.pid and pid_namespace(host, host.self_pid) == host.host_pid_ns:
+            detail["via"] = "pidfd"
+            return _process(
+                target, number, detail, dry_run=dry_run, host=host, pid=info.pid, docker_id=True
+            )
+        detail["via"] = "docker"
         if dry_run:
             return would(ACTION, target, detail)
         docker.kill(target.id, str(number))
@@ -77,9 +89,18 @@ def _container(
 
 
 def _process(
-    target: Target, number: int, detail: dict[str, object], *, dry_run: bool, host: Host
+    target: Target,
+    number: int,
+    detail: dict[str, object],
+    *,
+    dry_run: bool,
+    host: Host,
+    pid: int | None = None,
+    docker_id: bool = False,
 ) -> ActionResult:
-    pid = target.pid
+    """Signal ``pid`` (default: the target's). ``docker_id``: the pid is a container's init
+    as Docker reported it: the pidfd's process must still live in the target's cgroup."""
+    pid = target.pid if pid is None else pid
     if pid is None or pid <= 0:
         return failed(ACTION, target, "the target has no pid", detail, dry_run=dry_run)
     if dry_run:
@@ -95,6 +116,13 @@ def _process(
     except ProcessGoneError as e:
         return failed(ACTION, target, str(e), detail)
     try:
+        if docker_id and target.cgroup is not None:
+            try:
+                cgroup = host.reader().cgroup(pid).memory_cgroup
+            except SentinelError as e:
+                return failed(ACTION, target, str(e), detail)
+            if cgroup is None or normalize(cgroup) != normalize(target.cgroup):
+                return failed(ACTION, target, f"process {pid} is no longer the container's", detail)
         _signal.pidfd_send_signal(fd, number)
     except ProcessLookupError:
         return failed(ACTION, target, f"process {pid} exited before the signal", detail)
