@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["docker_fixtures", "image_fixtures"]  # docker_daemon, ..., sentinel_image
+pytest_plugins = ["docker_fixtures", "image_fixtures", "container_sentinel"]  # docker_daemon, ..., sentinel_image
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parents[1]
