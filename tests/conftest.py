@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["docker_fixtures", "image_fixtures", "container_sentinel"]  # docker_daemon, ..., sentinel_image
+# docker_daemon, run_container, ...; sentinel_image; docker_run
+pytest_plugins = ["docker_fixtures", "image_fixtures", "container_sentinel"]
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parents[1]
