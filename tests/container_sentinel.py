@@ -17,6 +17,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -74,6 +75,31 @@ def docker_run(docker_daemon: str) -> Iterator[DockerRun]:
     problems = runner.cleanup()
     if problems:
         pytest.fail("could not remove test containers:\n" + "\n".join(problems))
+
+
+def exits(name: str, since: str) -> list[tuple[str, int | None]]:
+    """Docker's ``die`` and ``oom`` events of container ``name`` since the RFC 3339 time
+    ``since``: ``[("die", exit code), ("oom", None), ...]`` (``docker inspect`` forgets the
+    exit code of a run once the restart policy starts the next one)."""
+    result = docker(
+        "events",
+        "--since",
+        since,
+        "--until",
+        datetime.now(UTC).isoformat(),
+        "--filter",
+        f"container={name}",
+        "--format",
+        "{{json .}}",
+    )
+    out: list[tuple[str, int | None]] = []
+    for line in result.stdout.splitlines():
+        event = json.loads(line)
+        if event.get("status") == "die":
+            out.append(("die", int(event["Actor"]["Attributes"]["exitCode"])))
+        elif event.get("status") == "oom":
+            out.append(("oom", None))
+    return out
 
 
 def inspect(name: str) -> dict[str, Any]:

@@ -90,6 +90,9 @@ def refusal(host: Host, pid: int, parents: Collection[int] | None = None) -> str
     return None
 
 
+INIT_WRAPPERS = frozenset({"docker-init", "tini", "dumb-init", "catatonit"})
+"""Minimal inits (``docker run --init``, Kubernetes images' ``tini``): they take SIGTERM
+(a handler, ``sigwait`` or a signalfd) and forward it to the app they run."""
 INIT_FIXES = (
     "run the app with `docker run --init` (its init forwards the signal), give it a SIGTERM"
     " handler, or share a pause container's PID namespace (`--pid container:pause`)"
@@ -109,12 +112,17 @@ def init_signal_problem(host: Host, pid: int) -> str | None:
     own = pid_namespace(host, host.self_pid)
     if own is None or own != pid_namespace(host, 1):
         return None
+    proc = host.reader()
     try:
-        status = host.reader().status(1)
+        status = proc.status(1)
+        if status.catches(signal.SIGTERM) or status.name in INIT_WRAPPERS:
+            return None
+        # sigtimedwait() unblocks the signals it waits for while it sleeps: SigBlk does not
+        # show them, the kernel still delivers them.
+        if proc.wchan(1).startswith("do_sigtimedwait"):
+            return None
     except SentinelError:
         return None  # gone or unreadable: the action itself says so
-    if status.catches(signal.SIGTERM):
-        return None
     return (
         f"PID 1 ({status.name}) has no SIGTERM handler: the kernel drops signals sent to a"
         " PID namespace's init from inside it, SIGKILL included, so sentinel cannot stop it;"

@@ -84,6 +84,8 @@ COUNTED_OUTCOMES = frozenset(
 ``interrupted``: sentinel stopped while carrying it out (a sidecar ends with the app it
 restarts); it counts, so a restart that ends sentinel too still uses the budget."""
 HISTORY_WINDOW = 7 * 86400.0
+COMEBACK_WAIT_S = 10.0
+"""How long a sidecar's restart waits for the app's restart policy to bring it back."""
 
 
 @dataclass
@@ -720,13 +722,30 @@ class Daemon:
         )
 
     def _after_restart(self, before: Target) -> dict[str, Any]:
-        """Did the target come back, and at what memory (for the restart's message)."""
+        """Did the target come back, and at what memory (for the restart's message).
+
+        A container is started again by the restart itself. A process (sidecar mode) is
+        brought back by its own restart policy, a moment later: watch for a new process in
+        its cgroup for up to :data:`COMEBACK_WAIT_S`."""
         target = self._fresh_target(before)
+        if self.sidecar is not None and before.runtime == "process" and before.cgroup:
+            deadline = time.monotonic() + COMEBACK_WAIT_S
+            while True:
+                back = self.sidecar.target_in(before.cgroup)
+                if back is not None and back.pid != before.pid:
+                    target = back
+                    break
+                if time.monotonic() > deadline or self._stop.wait(0.2):
+                    break
         running = target.pid is not None and target.pid != before.pid
         out: dict[str, Any] = {"running": running}
         if target.cgroup:
             with contextlib.suppress(SentinelError, OSError):
                 out["usage_bytes"] = self.fs.sample(target.cgroup).usage_bytes
+            if "usage_bytes" not in out and self.sidecar is not None and running:
+                sample = self.sidecar.sample(target.cgroup)
+                if sample is not None:
+                    out["usage_bytes"] = sample.usage_bytes
         return out
 
     def _fresh_target(self, target: Target) -> Target:

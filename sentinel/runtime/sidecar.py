@@ -3,7 +3,8 @@
 Beside an app with a shared PID namespace (Docker ``--pid=container:APP``, Kubernetes
 ``shareProcessNamespace: true``), sentinel sees the app's processes. Each memory cgroup
 holding visible processes (other than sentinel's own processes) is one target, named after
-its main process (the lowest pid in it); Kubernetes' ``pause`` is skipped. The target id is
+its main process (the lowest pid in it, or the app a minimal init such as ``docker run
+--init`` runs); Kubernetes' ``pause`` is skipped. The target id is
 stable across the app's restarts (its name and cgroup), so cooldowns and restart budgets
 hold; a restart is SIGTERM to that main process, and the app's restart policy brings it
 back.
@@ -27,6 +28,7 @@ import contextlib
 import os
 from collections.abc import Iterable
 
+from sentinel.actions._host import INIT_WRAPPERS
 from sentinel.errors import SourceError
 from sentinel.model import MemorySample, Target
 from sentinel.sources.cgroup import normalize
@@ -112,9 +114,14 @@ class SidecarTargets:
         found: dict[str, Target] = {}
         for cgroup, members in self._groups().items():
             main = min(members, key=lambda s: s.pid)
+            app = min(
+                (m for m in members if m.name not in INIT_WRAPPERS),
+                key=lambda s: s.pid,
+                default=main,
+            )
             found[cgroup] = Target(
-                id=f"process:{main.name}:{cgroup}",
-                name=main.name,
+                id=f"process:{app.name}:{cgroup}",
+                name=app.name,
                 runtime="process",
                 pid=main.pid,
                 cgroup=cgroup,
@@ -147,6 +154,10 @@ class SidecarTargets:
             return None
         ticks = os.sysconf("SC_CLK_TCK")
         return btime + int(fields[19]) / ticks
+
+    def target_in(self, cgroup: str) -> Target | None:
+        """The target now running in ``cgroup`` (a fresh look at ``/proc``), if any."""
+        return next((t for t in self.targets() if t.cgroup == normalize(cgroup)), None)
 
     def target_for_cgroup(self, cgroup: str | None) -> Target | None:
         if cgroup is None:

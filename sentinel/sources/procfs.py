@@ -99,10 +99,15 @@ class ProcStatus:
     """``SigCgt``: bit ``n - 1`` set when the process has a handler for signal ``n``."""
     signals_ignored: int = 0
     """``SigIgn``: bit ``n - 1`` set when the process ignores signal ``n``."""
+    signals_blocked: int = 0
+    """``SigBlk``: bit ``n - 1`` set when the (main thread of the) process blocks signal
+    ``n``, e.g. to take it with ``sigwait`` as tini does."""
 
     def catches(self, signum: int) -> bool:
-        """Whether the process installed a handler for ``signum``."""
-        return bool(self.signals_caught >> (signum - 1) & 1)
+        """Whether the process takes ``signum`` itself: a handler, or blocked to be waited
+        for (``sigwait``). The kernel delivers such a signal even to a namespace's init."""
+        bit = 1 << (signum - 1)
+        return bool((self.signals_caught | self.signals_blocked) & bit)
 
 
 def parse_proc_status(text: str) -> ProcStatus:
@@ -133,6 +138,7 @@ def parse_proc_status(text: str) -> ProcStatus:
             peak_rss_bytes=kib("VmHWM"),
             signals_caught=int(values.get("SigCgt", "0"), 16),
             signals_ignored=int(values.get("SigIgn", "0"), 16),
+            signals_blocked=int(values.get("SigBlk", "0"), 16),
         )
     except KeyError as e:
         raise ValueError(f"/proc/PID/status lacks {e.args[0]!r}") from None
@@ -237,6 +243,11 @@ class Proc:
 
     def status(self, pid: int) -> ProcStatus:
         return self._process_file(pid, "status", parse_proc_status)
+
+    def wchan(self, pid: int) -> str:
+        """The kernel function ``pid`` sleeps in (``/proc/PID/wchan``; ``0`` when running
+        or not readable)."""
+        return self._process_file(pid, "wchan", str.strip)
 
     def oom_score(self, pid: int) -> int:
         return self._process_file(pid, "oom_score", int)
