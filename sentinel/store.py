@@ -16,23 +16,41 @@
 
 The database is opened with ``synchronous=FULL`` on WAL: a record acknowledged by a
 method here survives a power cut.
+
+Files: the directory sentinel creates for the state is 0700, the state file and its WAL
+and shared-memory files are 0600 (an existing directory is left as it is). Read-only
+commands (``sentinel events``) open it with :meth:`Store.read_only`, which never creates
+nor writes a file.
+
+Bounded: cooldowns and budgets read only the windows the policy looks back
+(:meth:`Store.history`, indexed); :meth:`Store.prune` removes what no decision needs any
+more. The schema has a version (``meta.schema_version``) and ordered migrations
+(:data:`MIGRATIONS`), applied at open, each in one transaction.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import sqlite3
+import stat
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+from sentinel.errors import SentinelError
 from sentinel.model import KillRecord
+from sentinel.policy.state import BUDGET_ACTIONS, DISRUPTIVE, ActionRecord, History, Lookback
 
-SCHEMA_VERSION = 1
-_SCHEMA = """
+log = logging.getLogger("sentinel.store")
+
+_SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS positions (
     source TEXT PRIMARY KEY,
@@ -93,8 +111,43 @@ CREATE TABLE IF NOT EXISTS threads (
 """
 
 
-class StoreError(Exception):
-    """The state file cannot be opened or is not sentinel's (the message says which)."""
+_SCHEMA_V2 = """
+DROP INDEX IF EXISTS decisions_rule_target;
+CREATE INDEX IF NOT EXISTS decisions_rule_at ON decisions (rule, at);
+CREATE INDEX IF NOT EXISTS decisions_rule_action_at ON decisions (rule, action, at);
+CREATE INDEX IF NOT EXISTS decisions_action_at ON decisions (action, at);
+"""
+
+MIGRATIONS: tuple[tuple[int, str, str], ...] = (
+    (1, "kills, positions, samples, decisions, outbox, threads", _SCHEMA_V1),
+    (2, "indexes for the bounded history of cooldowns, budgets and the rate limit", _SCHEMA_V2),
+)
+"""``(version, what, script)`` in order: a state file at version N gets every later one."""
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+PRUNE_BATCH = 2000
+"""Rows removed per transaction: a prune never holds the state's lock for long."""
+
+
+class StoreError(SentinelError):
+    """The state file cannot be opened or is not sentinel's (the message names the file and
+    says what is wrong)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """Rows removed by one :meth:`Store.prune`."""
+
+    decisions: int = 0
+    notifications: int = 0
+    kills: int = 0
+    samples: int = 0
+    threads: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.decisions + self.notifications + self.kills + self.samples + self.threads
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +205,27 @@ def _outbox_item(r: Any) -> OutboxItem:
     )
 
 
+_DECISION_COLUMNS = "id, at, rule, target_id, target_name, action, dry_run, outcome, evidence"
+
+
+def _stored_decision(r: Any) -> StoredDecision:
+    return StoredDecision(
+        id=r[0],
+        at=r[1],
+        rule=r[2],
+        target_id=r[3],
+        target_name=r[4],
+        action=r[5],
+        dry_run=bool(r[6]),
+        outcome=r[7],
+        evidence=json.loads(r[8]),
+    )
+
+
+def _marks(values: Collection[Any]) -> str:
+    return ", ".join("?" * len(values))
+
+
 def kill_key(record: KillRecord, boot_id: str | None) -> str:
     """Identity of one kill: kmsg sequence in its boot, else host + stamp + pid."""
     if record.kmsg_seq is not None and boot_id:
@@ -160,38 +234,188 @@ def kill_key(record: KillRecord, boot_id: str | None) -> str:
     return f"log:{record.host or ''}:{stamp}:{record.pid}:{record.comm or ''}"
 
 
+def _statements(script: str) -> list[str]:
+    """The statements of a migration script (no ``;`` inside statements here)."""
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _check_kind(path: Path, *, missing_ok: bool) -> None:
+    """A state file is a regular file (or, to be created, nothing yet)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if missing_ok:
+            return
+        raise StoreError(
+            f"state file {path}: does not exist (has `sentinel run` used this state?)"
+        ) from None
+    if stat.S_ISDIR(mode):
+        raise StoreError(f"state file {path}: is a directory; give a file path such as"
+                         f" {path / 'state.db'}")  # fmt: skip
+    if not stat.S_ISREG(mode):
+        kind = "a character device" if stat.S_ISCHR(mode) else "not a regular file"
+        raise StoreError(f"state file {path}: {kind}, not a file sentinel can keep its state in")
+
+
+def _sqlite_problem(e: sqlite3.DatabaseError) -> str:
+    text = str(e)
+    if "file is not a database" in text:
+        return "not an SQLite database: give another file as the state"
+    if "malformed" in text:
+        return f"damaged ({text}): move it aside, sentinel starts a new one"
+    if "readonly" in text or "read-only" in text:
+        return f"cannot write ({text})"
+    return text
+
+
 class Store:
     """The state database. Safe to share between threads (one connection, one lock)."""
 
-    def __init__(self, path: Path | str, *, samples_per_target: int = 4096) -> None:
+    def __init__(
+        self, path: Path | str, *, samples_per_target: int = 4096, read_only: bool = False
+    ) -> None:
         self.path = Path(path)
         self.samples_per_target = samples_per_target
+        self.read_only = read_only
         self._lock = threading.RLock()
+        memory = str(path) == ":memory:"
+        opened: sqlite3.Connection | None = None
         try:
-            if str(path) != ":memory:":
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
-            self._check_version()
-        except sqlite3.DatabaseError as e:
-            raise StoreError(f"cannot use state file {self.path}: {e}") from e
-        except OSError as e:
-            raise StoreError(f"cannot create state file {self.path}: {e.strerror}") from e
+            if read_only:
+                opened = self._db = self._open_read_only()
+            else:
+                if not memory:
+                    self._prepare_files()
+                opened = self._db = sqlite3.connect(
+                    str(path), check_same_thread=False, isolation_level=None
+                )
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.execute("PRAGMA busy_timeout=5000")
+            self._migrate()
+            if not read_only and not memory:
+                self._tighten(self.path, *self._side_files())
+        except BaseException as e:
+            if opened is not None:
+                opened.close()
+            if isinstance(e, sqlite3.DatabaseError):
+                raise StoreError(f"state file {self.path}: {_sqlite_problem(e)}") from e
+            if isinstance(e, OSError):
+                where = f" ({e.filename})" if e.filename and str(e.filename) != str(path) else ""
+                raise StoreError(
+                    f"state file {self.path}: cannot open: {e.strerror or e}{where}"
+                ) from e
+            raise
 
-    def _check_version(self) -> None:
+    @classmethod
+    def open_read_only(cls, path: Path | str) -> Store:
+        """The state for reading only (``sentinel events``): nothing is created or written,
+        not even the WAL's side files; a missing file is an error."""
+        return cls(path, read_only=True)
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def _side_files(self) -> list[Path]:
+        return [self.path.with_name(self.path.name + s) for s in ("-wal", "-shm", "-journal")]
+
+    def _prepare_files(self) -> None:
+        """The directory (0700, only the levels created here) and the file (0600), before
+        SQLite opens it: SQLite gives the WAL and shared-memory files the database's mode."""
+        _check_kind(self.path, missing_ok=True)
+        missing = []
+        parent = self.path.parent
+        while not parent.exists():
+            missing.append(parent)
+            parent = parent.parent
+        for directory in reversed(missing):
+            with contextlib.suppress(FileExistsError):  # made meanwhile by another process
+                directory.mkdir(mode=DIR_MODE)
+        with contextlib.suppress(FileExistsError):  # an existing state: tightened once read
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+
+    def _tighten(self, *paths: Path) -> None:
+        """Make existing state files 0600 (a file from an older sentinel may be 0644)."""
+        for p in paths:
+            try:
+                mode = p.stat().st_mode
+                if stat.S_ISREG(mode) and mode & 0o077:
+                    os.chmod(p, FILE_MODE)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                log.warning("state file %s: cannot make it 0600: %s", p, e.strerror)
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        _check_kind(self.path, missing_ok=False)
+        # With a WAL file (the daemon running, or stopped uncleanly), read through it; without
+        # one the file is complete: open it immutable, or SQLite would create -wal and -shm.
+        wal = self.path.with_name(self.path.name + "-wal").exists()
+        uri = f"file:{quote(str(self.path.absolute()))}?mode=ro" + ("" if wal else "&immutable=1")
+        db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA query_only=1")
+        db.execute("PRAGMA busy_timeout=5000")
+        return db
+
+    def _version(self) -> int:
+        """The file's schema version: 0 for a new (empty) database."""
+        names = [
+            r[0]
+            for r in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
+        if "meta" not in names:
+            if names:
+                shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+                raise StoreError(
+                    f"state file {self.path}: an SQLite database, but not sentinel's state"
+                    f" (it holds {shown}): give another file as the state"
+                )
+            return 0
         row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row is None:
-            self._db.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
-            )
-        elif int(row[0]) > SCHEMA_VERSION:
+        try:
+            return int(row[0]) if row is not None else 0
+        except ValueError:
             raise StoreError(
-                f"state file {self.path} has schema {row[0]}, newer than this sentinel's"
-                f" ({SCHEMA_VERSION}): upgrade sentinel or use another state file"
+                f"state file {self.path}: unreadable schema version {row[0]!r}"
+            ) from None
+
+    def _migrate(self) -> None:
+        """Bring the schema to :data:`SCHEMA_VERSION`, one migration per transaction."""
+        version = self._version()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"state file {self.path}: schema version {version} is newer than this"
+                f" sentinel's ({SCHEMA_VERSION}): upgrade sentinel or give another state file"
             )
+        if self.read_only:
+            if version == 0:
+                raise StoreError(
+                    f"state file {self.path}: empty, not a sentinel state"
+                    " (has `sentinel run` used it?)"
+                )
+            return  # an older schema reads the same: the migrations only add
+        for number, what, script in MIGRATIONS:
+            if number <= version:
+                continue
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    if self._version() >= number:  # another process migrated meanwhile
+                        self._db.execute("ROLLBACK")
+                        continue
+                    for statement in _statements(script):
+                        self._db.execute(statement)
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                        (str(number),),
+                    )
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            if version:
+                log.info("state file %s: schema %d -> %d (%s)", self.path, version, number, what)
 
     def close(self) -> None:
         with self._lock:
@@ -360,10 +584,7 @@ class Store:
         rule: str | None = None,
         target_id: str | None = None,
     ) -> list[StoredDecision]:
-        sql = (
-            "SELECT id, at, rule, target_id, target_name, action, dry_run, outcome, evidence"
-            " FROM decisions WHERE at >= ?"
-        )
+        sql = f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE at >= ?"
         args: list[Any] = [since if since is not None else float("-inf")]
         if rule is not None:
             sql += " AND rule = ?"
@@ -373,20 +594,152 @@ class Store:
             args.append(target_id)
         with self._lock:
             rows = self._db.execute(sql + " ORDER BY id", args).fetchall()
-        return [
-            StoredDecision(
-                id=r[0],
-                at=r[1],
-                rule=r[2],
-                target_id=r[3],
-                target_name=r[4],
-                action=r[5],
-                dry_run=bool(r[6]),
-                outcome=r[7],
-                evidence=json.loads(r[8]),
+        return [_stored_decision(r) for r in rows]
+
+    def history(self, lookback: Lookback, now: float, *, outcomes: Collection[str]) -> History:
+        """The past actions the evaluation can see (see :class:`Lookback`): per rule, its
+        actions within its cooldown and its restarts and escalations within
+        ``max_restarts.per``; every disruptive action of the last minute. Only decisions
+        with one of ``outcomes`` count. Each part is one range of an index, so the cost
+        follows what the windows hold, not how long the state has been kept."""
+        counted = sorted(outcomes)
+        if not counted:
+            return History()
+        cols = "SELECT id, at, rule, target_id, action, dry_run FROM decisions WHERE "
+        where_outcome = f" AND outcome IN ({_marks(counted)})"
+        queries: list[tuple[str, list[Any]]] = []
+        for r in lookback.rules:
+            if r.cooldown_s > 0:
+                queries.append(
+                    (cols + "rule = ? AND at >= ?" + where_outcome, [r.rule, now - r.cooldown_s])
+                )
+            if r.budget_s > 0:
+                kinds = sorted(BUDGET_ACTIONS)
+                queries.append(
+                    (
+                        cols
+                        + f"rule = ? AND action IN ({_marks(kinds)}) AND at >= ?"
+                        + where_outcome,
+                        [r.rule, *kinds, now - r.budget_s],
+                    )
+                )
+        if lookback.disruptive_s > 0:
+            kinds = sorted(DISRUPTIVE)
+            queries.append(
+                (
+                    cols + f"action IN ({_marks(kinds)}) AND at >= ?" + where_outcome,
+                    [*kinds, now - lookback.disruptive_s],
+                )
             )
-            for r in rows
-        ]
+        rows: dict[int, ActionRecord] = {}
+        with self._lock:
+            for sql, args in queries:
+                for r in self._db.execute(sql, [*args, *counted]):
+                    rows[r[0]] = ActionRecord(r[1], r[2], r[3], r[4], bool(r[5]))
+        return History(tuple(rows[i] for i in sorted(rows)))
+
+    def latest_outcomes(
+        self, action: str, *, outcome: str, since: float
+    ) -> dict[str, StoredDecision]:
+        """Per target, its latest ``action`` decision with ``outcome`` (not a dry run) at or
+        after ``since``: e.g. the ``oom_score_adj`` each target was given."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_DECISION_COLUMNS}, max(id) FROM decisions"
+                " WHERE action = ? AND at >= ? AND outcome = ? AND dry_run = 0"
+                " GROUP BY target_id",
+                (action, since, outcome),
+            ).fetchall()
+        return {r[3]: _stored_decision(r) for r in rows}
+
+    # -- retention ----------------------------------------------------------------------------
+
+    def prune(
+        self,
+        *,
+        decisions_before: float,
+        sent_before: float,
+        kills_before: float,
+        gone_before: float,
+        batch: int = PRUNE_BATCH,
+    ) -> Pruned:
+        """Remove decisions older than ``decisions_before``, notifications accepted before
+        ``sent_before`` (never unsent ones), kills recorded before ``kills_before``, and the
+        samples and Slack threads of targets not sampled since ``gone_before``.
+
+        In transactions of at most ``batch`` rows, so that the daemon's writes wait for
+        one small transaction at most. The newest decision and kill are always kept: their
+        ids stay the highest, so an id is never given twice (outbox keys name them)."""
+        try:
+            return self._prune(decisions_before, sent_before, kills_before, gone_before, batch)
+        except sqlite3.Error as e:
+            raise StoreError(f"state file {self.path}: pruning failed: {e}") from e
+
+    def _prune(
+        self,
+        decisions_before: float,
+        sent_before: float,
+        kills_before: float,
+        gone_before: float,
+        batch: int,
+    ) -> Pruned:
+        decisions = self._prune_rows(
+            "decisions", "at < ? AND id < (SELECT max(id) FROM decisions)", decisions_before, batch
+        )
+        notifications = self._prune_rows(
+            "outbox", "sent_at IS NOT NULL AND sent_at < ?", sent_before, batch
+        )
+        kills = self._prune_rows(
+            "kills", "recorded_at < ? AND id < (SELECT max(id) FROM kills)", kills_before, batch
+        )
+        with self._lock:
+            gone = [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT target_id FROM samples GROUP BY target_id HAVING max(t) < ?",
+                    (gone_before,),
+                )
+            ]
+        samples = 0
+        for target_id in gone:
+            while True:
+                with self._tx() as db:
+                    n = db.execute(
+                        "DELETE FROM samples WHERE target_id = ? AND t IN"
+                        " (SELECT t FROM samples WHERE target_id = ? LIMIT ?)",
+                        (target_id, target_id, batch),
+                    ).rowcount
+                samples += n
+                if n < batch:
+                    break
+        with self._tx() as db:
+            threads = db.execute(
+                "DELETE FROM threads WHERE started_at < ?"
+                " AND target_id NOT IN (SELECT DISTINCT target_id FROM samples)",
+                (gone_before,),
+            ).rowcount
+        return Pruned(decisions, notifications, kills, samples, threads)
+
+    def _prune_rows(self, table: str, where: str, before: float, batch: int) -> int:
+        total = 0
+        while True:
+            with self._tx() as db:
+                n = db.execute(
+                    f"DELETE FROM {table} WHERE id IN"
+                    f" (SELECT id FROM {table} WHERE {where} LIMIT ?)",
+                    (before, batch),
+                ).rowcount
+            total += n
+            if n < batch:
+                return total
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table (for tests, benchmarks and the prune's log line)."""
+        with self._lock:
+            return {
+                table: int(self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+                for table in ("kills", "samples", "decisions", "outbox", "threads")
+            }
 
     # -- outbox ---------------------------------------------------------------------------
 

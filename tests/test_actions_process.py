@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -44,9 +44,8 @@ while True:
 
 
 @pytest.fixture
-def cg() -> Iterator[cgroups.Cgroup]:
-    with cgroups.temporary(limit_bytes=64 * MIB) as group:
-        yield group
+def cg(memory_cgroup: cgroups.Cgroup) -> cgroups.Cgroup:
+    return memory_cgroup  # 64 MiB, removed after the test (tests/conftest.py)
 
 
 class App:

@@ -65,6 +65,50 @@ class _Model(BaseModel):
 # --- settings ----------------------------------------------------------------------------
 
 
+class Retention(_Model):
+    """How long the state file keeps what no decision needs any more."""
+
+    decisions: Annotated[Duration, Field(gt=0)] = Field(
+        default=_as_written("90d"),
+        description=(
+            "Decisions and actions older than this are removed from the state (with their "
+            "evidence: `sentinel events` shows no further back). Never less than the longest "
+            "`cooldown` or `max_restarts.per` of the policy: cooldowns and restart budgets "
+            "always see their whole window. Default 90d."
+        ),
+    )
+    notifications: Annotated[Duration, Field(gt=0)] = Field(
+        default=_as_written("7d"),
+        description=(
+            "Notifications accepted by their receiver this long ago are removed from the "
+            "outbox (at least the last hour is kept, for grouping storms); a notification not "
+            "yet accepted is never removed. Default 7d."
+        ),
+    )
+    gone_targets: Annotated[Duration, Field(gt=0)] = Field(
+        default=_as_written("7d"),
+        description=(
+            "The memory samples and Slack thread of a target not seen for this long (a "
+            "removed container, an exited process) are removed. A target still watched keeps "
+            "its newest samples whatever their age. Default 7d."
+        ),
+    )
+    kills: Annotated[Duration, Field(gt=0)] = Field(
+        default=_as_written("365d"),
+        description=(
+            "Kernel kill records older than this are removed (`sentinel events` shows no "
+            "further back). Default 365d."
+        ),
+    )
+    every: Annotated[Duration, Field(gt=0)] = Field(
+        default=_as_written("1h"),
+        description=(
+            "How often the daemon prunes the state (and once at start), in small "
+            "transactions that never hold up a sample tick for long. Default 1h."
+        ),
+    )
+
+
 class Settings(_Model):
     """How the daemon runs, whatever the rules say."""
 
@@ -108,6 +152,14 @@ class Settings(_Model):
             "all rules and targets; more wait for the next evaluation. Default 10: a bad rule "
             "or a host-wide memory squeeze cannot restart the whole fleet at once. "
             "Notifications, escalations and oom_score_adj are not counted."
+        ),
+    )
+    retention: Retention = Field(
+        default_factory=Retention,
+        description=(
+            "How long the state keeps old decisions, sent notifications, kill records and "
+            "the samples of targets gone for long. Cooldowns and budgets read only the "
+            "windows the rules use, so a long retention does not slow the daemon down."
         ),
     )
 

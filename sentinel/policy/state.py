@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from sentinel.model import KillRecord, Target
+from sentinel.policy.model import Policy, RestartAction
 
 if TYPE_CHECKING:
     from sentinel.policy.decision import Decision
@@ -77,6 +78,11 @@ class KillEvent:
 DISRUPTIVE = frozenset({"restart", "signal", "run"})
 """Actions that can interrupt a workload: counted by ``max_actions_per_minute``, re-checked
 with :func:`sentinel.policy.evaluate.still_holds` just before they are carried out."""
+RATE_WINDOW_S = 60.0
+"""``max_actions_per_minute`` counts the disruptive actions of the last this many seconds
+(the same figure as :data:`sentinel.policy.evaluate.RATE_WINDOW_S`; a test keeps them equal)."""
+BUDGET_ACTIONS = frozenset({"restart", "escalate"})
+"""What ``max_restarts`` counts within ``per``: the rule's restarts and its escalation."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,3 +121,52 @@ class State:
 
     targets: tuple[TargetState, ...] = ()
     history: History = field(default_factory=History)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleLookback:
+    """How far back the evaluation of one rule reads its own past actions, in seconds.
+
+    ``cooldown_s``: any action of the rule (its latest one decides the cooldown);
+    ``budget_s``: its restarts and escalations (``max_restarts.per``; 0 for a rule that
+    never restarts)."""
+
+    rule: str
+    cooldown_s: float
+    budget_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Lookback:
+    """Which past actions :func:`~sentinel.policy.evaluate.evaluate` can see: a history
+    holding at least these records decides exactly as the full history would. Older
+    records change nothing, so a state file can answer with bounded, indexed queries."""
+
+    rules: tuple[RuleLookback, ...] = ()
+    disruptive_s: float = RATE_WINDOW_S
+    """Every rule's restarts, signals and hooks (``max_actions_per_minute``)."""
+
+    @property
+    def longest(self) -> float:
+        """The longest window, in seconds: history older than this is never read."""
+        return max([self.disruptive_s, *(max(r.cooldown_s, r.budget_s) for r in self.rules)])
+
+
+def lookback(policy: Policy) -> Lookback:
+    """How far back ``policy`` looks: per rule its ``cooldown`` and, for a rule that
+    restarts, ``max_restarts.per`` (the restart budget and the escalation that ends it);
+    across rules the last minute of disruptive actions."""
+    return Lookback(
+        rules=tuple(
+            RuleLookback(
+                rule=rule.name,
+                cooldown_s=float(rule.cooldown),
+                budget_s=(
+                    float(rule.max_restarts.per)
+                    if any(isinstance(a, RestartAction) for a in rule.do)
+                    else 0.0
+                ),
+            )
+            for rule in policy.rules
+        ),
+    )
