@@ -107,4 +107,9 @@ def test_sidecar_restarts_the_leaking_app_before_the_kernel_kills_it(
             assert actions[0]["target"]["runtime"] == "process"
             # The supervisor brought the app back, and sentinel watches the new one.
             s.wait_for(lambda: len(cg.pids()) == 1, "the app to run again", 20)
-            assert s.notifications(kind="action", rule="restart-leaker")
+            # The restart's message follows once the comeback is seen (on the worker).
+            s.wait_for(
+                lambda: s.notifications(kind="action", rule="restart-leaker"),
+                "the restart's notification",
+                30,
+            )

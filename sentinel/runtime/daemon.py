@@ -1,21 +1,29 @@
 """``sentinel run``: the daemon that watches, decides and acts.
 
-Threads and jobs:
+Threads and jobs, each owning its own state:
 
+- **APScheduler** runs the sample tick (every ``settings.sample_interval``): discover,
+  sample, forecast, re-apply ``oom_score_adj`` to new processes. The tick owns the
+  per-target memory and publishes it whole as an immutable :class:`Snapshot`; then it
+  kicks the evaluator;
 - the **kmsg follower** reads ``/dev/kmsg`` from where the state says it stopped, parses
-  kill records, stores each once (with the position, in one transaction) and triggers an
-  evaluation at once;
-- the **Docker event stream** (host mode) notes starts, deaths and OOMs and triggers a
-  rediscovery; it reconnects with backoff when the daemon goes away;
-- **APScheduler** runs the sample tick (every ``settings.sample_interval``: sample, forecast,
-  evaluate, act, re-apply ``oom_score_adj`` to new processes) and the evaluation right
-  after a kill;
+  kill records, stores each once (with the position, in one transaction) and kicks the
+  evaluator;
+- the **Docker event stream** (host mode) notes starts, deaths and OOMs for the next tick;
+  it reconnects with backoff when the daemon goes away;
+- the **evaluator** decides on the last snapshot and the new kills (the pure
+  :func:`~sentinel.policy.evaluate`), queues notifications and sets ``oom_score_adj`` at
+  once, and hands each firing with a disruptive action (restart, signal, hook) to
+- the **action worker** (:mod:`~sentinel.runtime.worker`), which carries them out one at
+  a time, re-checking each target just before acting: a 30 s grace period never delays
+  sampling or the intake of kills;
 - the **deliverer** sends the outbox: at once when a notification is queued, and every
   ``deliver_every`` for retries and held storms;
 - the **HTTP server** answers ``/healthz``, ``/readyz`` and ``/metrics``.
 
-Every decision and action is written to the state with its evidence and logged as one JSON
-line. sentinel never selects its own container or process, never exceeds a rule's restart
+A thread that fails is logged with its traceback, counted and started again. Every
+decision and action is written to the state with its evidence and logged as one JSON line.
+sentinel never selects its own container or process, never exceeds a rule's restart
 budget, and re-reads a target just before a disruptive action.
 """
 
@@ -30,7 +38,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,7 +50,7 @@ from sentinel.actions import Clients, Host
 from sentinel.clients.docker import ContainerGone, DockerClient
 from sentinel.errors import SentinelError, TemporaryError
 from sentinel.kernel.oom import OomParser
-from sentinel.model import KillRecord, Target
+from sentinel.model import ActionResult, KillRecord, Target
 from sentinel.notifiers.delivery import Sender, deliver
 from sentinel.notifiers.log import LogSender
 from sentinel.notifiers.payload import enrich
@@ -58,18 +66,20 @@ from sentinel.policy.model import (
     RunAction,
 )
 from sentinel.policy.state import (
-    ActionRecord,
     History,
     KillEvent,
     MemoryPoint,
     State,
     TargetState,
+    lookback,
 )
+from sentinel.runtime import retention
 from sentinel.runtime.http import HealthServer, Metrics
 from sentinel.runtime.logs import event
 from sentinel.runtime.monitor import Monitor, Watched, own_container_id
 from sentinel.runtime.selftest import SelfTest, run_selftest
 from sentinel.runtime.sidecar import SidecarTargets
+from sentinel.runtime.worker import ActionWorker
 from sentinel.sources.cgroup import CgroupFS
 from sentinel.sources.kmsg import KmsgReader
 from sentinel.sources.procfs import Proc
@@ -84,6 +94,10 @@ COUNTED_OUTCOMES = frozenset(
 ``interrupted``: sentinel stopped while carrying it out (a sidecar ends with the app it
 restarts); it counts, so a restart that ends sentinel too still uses the budget."""
 HISTORY_WINDOW = 7 * 86400.0
+"""How far back a start looks for actions left ``pending`` and ``oom_score_adj`` values
+to re-apply (cooldowns and budgets read only their own windows: :func:`lookback`)."""
+KMSG_STALE_S = 30.0
+"""The kmsg follower reads or wakes every 0.2 s: this long without is a stuck thread."""
 COMEBACK_WAIT_S = 10.0
 """How long a sidecar's restart waits for the app's restart policy to bring it back."""
 
@@ -113,6 +127,28 @@ class Options:
 class _TargetMemory:
     points: deque[MemoryPoint]
     last: Watched | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the last tick saw, published whole for the other threads to read: the tick
+    owns the per-target memory; the evaluator, the kmsg follower and the action worker
+    read only the snapshot it last published (never a dict the tick is changing)."""
+
+    watched: Mapping[str, Watched] = field(default_factory=dict)
+    """The targets as sampled, by id."""
+    memory: Mapping[str, tuple[MemoryPoint, ...]] = field(default_factory=dict)
+    """Each target's recent readings, oldest first."""
+    host_total_bytes: int | None = None
+
+    def states(self) -> list[TargetState]:
+        return [
+            TargetState(target=w.target, forecast=w.forecast, memory=self.memory.get(i, ()))
+            for i, w in self.watched.items()
+        ]
+
+    def targets(self) -> list[Target]:
+        return [w.target for w in self.watched.values()]
 
 
 class Daemon:
@@ -164,9 +200,12 @@ class Daemon:
         self.boot_id = _boot_id(options.proc)
         self._events: queue.Queue[KillEvent] = queue.Queue()
         self._memory: dict[str, _TargetMemory] = {}
-        self._restarted: set[str] = set()
-        self._after: dict[tuple[str, str], dict[str, Any]] = {}
-        """A restart's outcome, for the notification of the same rule that follows it."""
+        """Owned by the tick: each target's recent readings."""
+        self.snapshot = Snapshot()
+        """The last tick's view, replaced whole (other threads read only this)."""
+        self._restarted: queue.SimpleQueue[str] = queue.SimpleQueue()
+        """Targets the worker restarted: the tick starts their memory over."""
+        self.worker = ActionWorker()
         self._keep = points_to_keep(policy)
         """Readings kept per target in memory: what the longest ``memory_above.for`` needs
         (the full history is in the state file, for messages and ``sentinel events``)."""
@@ -183,17 +222,26 @@ class Daemon:
         """Set when a kill arrives: the evaluator thread evaluates at once."""
         self._ticked = False
         self._last_tick: float | None = None
-        """Monotonic time the last tick ended: health means the ticks go on."""
+        """Monotonic time the last successful tick ended: health means the ticks go on."""
         self._stale_after = tick_deadline(policy)
+        self._last_kmsg: float | None = None
+        """Monotonic time the kmsg follower last read or waited: it is alive."""
         self._threads: list[threading.Thread] = []
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.http: HealthServer | None = None
         self.selftest: SelfTest | None = None
         self.kmsg_reader: KmsgReader | None = None
+        self._pending_at_start: set[int] = set()
+        """Decisions a previous run left ``pending``: settled by the first tick."""
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._pending_at_start = {
+            d.id
+            for d in self.store.decisions(since=self.clock() - HISTORY_WINDOW)
+            if d.outcome == "pending"
+        }
         self.selftest = run_selftest(self)
         interval = float(self.policy.settings.sample_interval)
         self.scheduler.add_job(
@@ -208,7 +256,17 @@ class Daemon:
         self.scheduler.add_job(
             self._request_discover, "interval", seconds=self.options.discover_every, id="discover"
         )
+        self.scheduler.add_job(
+            retention.job(self.store, self.policy, self.clock),
+            "interval",
+            seconds=float(self.policy.settings.retention.every),
+            id="retention",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=_soon(),
+        )
         self._thread("evaluator", self._evaluator)
+        self.worker.start()
         self._thread("deliverer", self._deliverer)
         if self.selftest.kmsg:
             self._thread("kmsg", self._follow_kmsg)
@@ -230,6 +288,7 @@ class Daemon:
         try:
             tmp = path.with_name(path.name + ".tmp")
             tmp.write_text(address + "\n")
+            tmp.chmod(0o600)
             tmp.replace(path)
         except OSError as e:
             log.warning("cannot write %s (%s): `sentinel health` needs --url", path, e.strerror)
@@ -240,16 +299,30 @@ class Daemon:
         thread.start()
 
     def _guard(self, name: str, fn: Callable[[], None]) -> Callable[[], None]:
+        """Run ``fn`` until sentinel stops; when it fails (a bug, or a fault it did not
+        expect), log it with its traceback, count it, and run it again after a pause (1 s,
+        doubling to 30 s): a watchdog's thread must not die silently. The kmsg follower
+        starts again from the position in the state, so no kill is lost."""
+
         def run() -> None:
-            try:
-                fn()
-            except Exception:
-                log.exception("thread %s died", name)
-                self.metrics.inc("sentinel_thread_crashes_total", thread=name)
+            delay = 1.0
+            while not self._stop.is_set():
+                try:
+                    fn()
+                    return
+                except Exception:
+                    log.exception("thread %s failed; starting it again in %.0fs", name, delay)
+                    self.metrics.inc("sentinel_thread_crashes_total", thread=name)
+                if self._stop.wait(delay):
+                    return
+                delay = min(delay * 2, 30.0)
 
         return run
 
     def stop(self) -> None:
+        """Stop cleanly: no new tick or evaluation; the action in progress finishes (up to
+        its grace period), actions not yet started are marked ``dropped``; then the last
+        notifications are sent and the state is closed."""
         self._stop.set()
         with contextlib.suppress(Exception):
             self.scheduler.shutdown(wait=True)
@@ -257,6 +330,7 @@ class Daemon:
             self.http.stop()
         for thread in self._threads:
             thread.join(timeout=3)
+        self.worker.stop()
         with contextlib.suppress(Exception):
             self.deliver()
         self.monitor.close()
@@ -282,11 +356,18 @@ class Daemon:
         return 0
 
     def healthy(self) -> bool:
-        """Every thread alive, and the sample ticks going on (the last one recent)."""
+        """Every thread alive, the sample ticks going on (the last successful one recent)
+        and the kernel log followed (the kmsg follower read or waited recently)."""
         if self._stop.is_set() or not all(t.is_alive() for t in self._threads):
             return False
+        if not self.worker.is_alive():
+            return False
+        now = time.monotonic()
         last = self._last_tick
-        return last is None or time.monotonic() - last <= self._stale_after
+        if last is not None and now - last > self._stale_after:
+            return False
+        kmsg = self._last_kmsg
+        return kmsg is None or now - kmsg <= KMSG_STALE_S
 
     def ready(self) -> bool:
         return self._ticked and self.healthy()
@@ -306,6 +387,7 @@ class Daemon:
         backlog = after is None
         old_kills = 0
         for line in reader:
+            self._last_kmsg = time.monotonic()
             if self._stop.is_set():
                 return
             records = parser.flush() if line is None else parser.feed(line)
@@ -367,7 +449,7 @@ class Daemon:
                 self.evaluate_now()
 
     def _kill_target(self, record: KillRecord) -> Target:
-        for entry in self._memory_targets():
+        for entry in self.snapshot.targets():
             if record.container_id and entry.id == record.container_id:
                 return entry
             if record.task_memcg and entry.cgroup == record.task_memcg:
@@ -395,9 +477,6 @@ class Daemon:
             pid=record.pid,
             cgroup=record.task_memcg,
         )
-
-    def _memory_targets(self) -> list[Target]:
-        return [m.last.target for m in self._memory.values() if m.last is not None]
 
     # -- Docker events --------------------------------------------------------------------------
 
@@ -442,17 +521,34 @@ class Daemon:
     # -- the tick -------------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Sample, forecast, evaluate, act."""
+        """Sample and forecast, publish the snapshot, kick the evaluator. A failure is
+        logged and counted; the next tick tries again (health reports a run of them)."""
+        try:
+            self._tick()
+        except Exception:
+            log.exception("tick failed")
+            self.metrics.inc("sentinel_tick_failures_total")
+
+    def _tick(self) -> None:
         started = time.process_time()
         wall = time.monotonic()
         with self._changed_lock:
             changed, self._changed = self._changed, set()
-        if self._discover_now.is_set() or not self._ticked:
-            self._discover_now.clear()
-            extra = self.sidecar.targets() if self.sidecar is not None else []
-            self.monitor.discover(extra)
-        elif changed:
-            self.monitor.refresh(changed)
+        while True:  # restarted by the worker: their memory starts over
+            try:
+                self._memory.pop(self._restarted.get_nowait(), None)
+            except queue.Empty:
+                break
+        try:
+            if self._discover_now.is_set() or not self._ticked:
+                self._discover_now.clear()
+                extra = self.sidecar.targets() if self.sidecar is not None else []
+                self.monitor.discover(extra)
+            elif changed:
+                self.monitor.refresh(changed)
+        except SentinelError as e:  # keep watching what is known
+            log.warning("discovery failed: %s", e)
+            self._discover_now.set()
         view = self.monitor.tick()
         if not self._ticked:
             self._resume_interrupted(view)
@@ -471,9 +567,15 @@ class Daemon:
             rows.append((w.target.id, w.sample.t, w.sample.usage_bytes, limit))
         for target_id in [t for t in self._memory if t not in seen]:
             del self._memory[target_id]
+        host = self.monitor.host_sample
+        self.snapshot = Snapshot(
+            watched={w.target.id: w for w in view},
+            memory={i: tuple(m.points) for i, m in self._memory.items()},
+            host_total_bytes=host.total_bytes if host is not None else None,
+        )
+        self._kick.set()  # the evaluator decides on this snapshot
         self.store.add_samples(rows)
         self._export(view)
-        self.evaluate_now()
         self._reapply(view)
         self._ticked = True
         self._last_tick = time.monotonic()
@@ -490,8 +592,8 @@ class Daemon:
         now = self.clock()
         running = {w.target.id: w.target for w in view}
         for d in self.store.decisions(since=now - HISTORY_WINDOW):
-            if d.outcome != "pending":
-                continue
+            if d.outcome != "pending" or d.id not in self._pending_at_start:
+                continue  # left by the previous run, not one this run is carrying out
             self.store.set_outcome(d.id, "interrupted")
             before = d.evidence.get("target") or {}
             current = running.get(d.target_id)
@@ -562,11 +664,13 @@ class Daemon:
     def _adjusted_from_state(self) -> dict[str, int]:
         """The ``oom_score_adj`` values set before a restart of sentinel, by target."""
         out: dict[str, int] = {}
-        for d in self.store.decisions(since=self.clock() - HISTORY_WINDOW):
-            if d.action == "oom_score_adj" and d.outcome == "done" and not d.dry_run:
-                value = (d.evidence.get("params") or {}).get("value")
-                if isinstance(value, int):
-                    out[d.target_id] = value
+        since = self.clock() - HISTORY_WINDOW
+        for target_id, d in self.store.latest_outcomes(
+            "oom_score_adj", outcome="done", since=since
+        ).items():
+            value = (d.evidence.get("params") or {}).get("value")
+            if isinstance(value, int):
+                out[target_id] = value
         return out
 
     def _export(self, view: list[Watched]) -> None:
@@ -584,6 +688,9 @@ class Daemon:
     # -- decisions ------------------------------------------------------------------------------
 
     def evaluate_now(self) -> None:
+        """Decide on the last snapshot and the kills that came in, and carry out: quick
+        actions here (notifications, ``oom_score_adj``), each firing that holds a
+        disruptive action on the worker (the action and what follows it, in order)."""
         with self._eval_lock:
             now = self.clock()
             events: list[KillEvent] = []
@@ -592,40 +699,48 @@ class Daemon:
                     events.append(self._events.get_nowait())
                 except queue.Empty:
                     break
-            state = State(targets=tuple(self._states()), history=self._history(now))
-            decisions = evaluate(self.policy, state, events, now)
+            snapshot = self.snapshot
+            try:
+                state = State(targets=tuple(snapshot.states()), history=self._history(now))
+                decisions = evaluate(self.policy, state, events, now)
+            except Exception:
+                for e in events:  # the next evaluation handles these kills
+                    self._events.put(e)
+                raise
             records = {
                 (e.target.id, e.record.pid): e.record for e in events if e.record is not None
             }
+            firings: dict[tuple[str, str], list[tuple[Decision, KillRecord | None]]] = {}
             for decision in decisions:
                 pid = decision.evidence.get("pid")
                 record = records.get((decision.target.id, pid)) if isinstance(pid, int) else None
-                self._carry_out(decision, now, record)
-            for target_id in self._restarted:
-                self._memory.pop(target_id, None)
-            self._restarted.clear()
-
-    def _states(self) -> list[TargetState]:
-        out = []
-        for memory in self._memory.values():
-            w = memory.last
-            if w is None:
-                continue
-            out.append(
-                TargetState(target=w.target, forecast=w.forecast, memory=tuple(memory.points))
-            )
-        return out
+                firings.setdefault((decision.rule, decision.target.id), []).append(
+                    (decision, record)
+                )
+            for firing in firings.values():
+                first = next((i for i, (d, _) in enumerate(firing) if d.disruptive), None)
+                for decision, record in firing[:first]:
+                    self._carry_out(decision, now, record, snapshot)
+                if first is not None:
+                    self._hand_over(firing[first:], now, snapshot)
 
     def _history(self, now: float) -> History:
-        return History(
-            tuple(
-                ActionRecord(d.at, d.rule, d.target_id, d.action, d.dry_run)
-                for d in self.store.decisions(since=now - HISTORY_WINDOW)
-                if d.outcome in COUNTED_OUTCOMES
-            )
-        )
+        """What cooldowns, budgets and the rate limit read: only the windows the policy
+        looks back, through indexed queries (a year of state costs what a day does)."""
+        return self.store.history(lookback(self.policy), now, outcomes=COUNTED_OUTCOMES)
 
-    def _carry_out(self, decision: Decision, now: float, record: KillRecord | None) -> None:
+    def _carry_out(
+        self,
+        decision: Decision,
+        now: float,
+        record: KillRecord | None,
+        snapshot: Snapshot,
+        *,
+        after: Mapping[str, Any] | None = None,
+        decision_id: int | None = None,
+    ) -> ActionResult | None:
+        """Carry out one decision (notify and escalate: queue it in the outbox). A
+        disruptive one comes recorded already (``decision_id``, outcome ``pending``)."""
         dry = self.dry_run or decision.dry_run
         kind = decision.kind
         evidence = dict(decision.evidence)
@@ -638,7 +753,7 @@ class Daemon:
             outcome = "dry_run" if dry else "queued"
             did = self._record(decision, now, dry, outcome, notifiers=notifiers)
             if not dry:
-                payload = self._notification(decision, evidence, record)
+                payload = self._notification(decision, evidence, record, snapshot, after)
                 for name in notifiers:
                     self.store.enqueue(
                         dedupe_key=f"decision:{did}:{name}",
@@ -649,9 +764,10 @@ class Daemon:
                 self._deliver_kick.set()
             self.metrics.inc("sentinel_actions_total", action=kind, outcome=outcome)
             event(log, "decision", **decision.to_dict(), outcome=outcome, notifiers=notifiers)
-            return
-        did = self._record(decision, now, dry, "pending")
-        event(log, "decision", **decision.to_dict())
+            return None
+        if decision_id is None:
+            decision_id = self._record(decision, now, dry, "pending")
+            event(log, "decision", **decision.to_dict())
         fresh = self._fresh_target(decision.target)
         result = actions.execute(
             decision,
@@ -660,14 +776,58 @@ class Daemon:
             dry_run=dry,
             recheck=lambda: self._recheck(decision, fresh),
         )
-        self.store.set_outcome(did, result.outcome)
+        self.store.set_outcome(decision_id, result.outcome)
         self.metrics.inc("sentinel_actions_total", action=kind, outcome=result.outcome)
         if isinstance(decision.action, OomScoreAdjAction) and result.outcome == "done":
-            self._adjusted[decision.target.id] = decision.action.oom_score_adj
-        if kind == "restart" and result.outcome == "done":
-            self._restarted.add(decision.target.id)  # its history starts over, after
-            self._discover_now.set()  # this round's notifications have read it
-            self._after[(decision.rule, decision.target.id)] = self._after_restart(fresh)
+            # Copy on write: the tick reads the mapping it finds, never one being changed.
+            self._adjusted = {**self._adjusted, decision.target.id: decision.action.oom_score_adj}
+        return result
+
+    def _hand_over(
+        self, firing: list[tuple[Decision, KillRecord | None]], now: float, snapshot: Snapshot
+    ) -> None:
+        """Record a firing's disruptive decision as ``pending`` (cooldowns and budgets see
+        it at once) and give the firing to the worker."""
+        decision = firing[0][0]
+        dry = self.dry_run or decision.dry_run
+        did = self._record(decision, now, dry, "pending")
+        event(log, "decision", **decision.to_dict())
+        self.worker.submit(_Firing(self, firing, did, now, snapshot))
+
+    def _run_firing(self, job: _Firing) -> None:
+        """On the worker: the disruptive action, then the rest of the firing in order
+        (a notification after a restart says whether the target came back)."""
+        after: dict[str, Any] | None = None
+        for i, (decision, record) in enumerate(job.firing):
+            try:
+                result = self._carry_out(
+                    decision,
+                    job.now,
+                    record,
+                    job.snapshot,
+                    after=after,
+                    decision_id=job.decision_id if i == 0 else None,
+                )
+            except Exception:
+                if i == 0:
+                    self.store.set_outcome(job.decision_id, "failed")
+                raise
+            if decision.kind == "restart" and result is not None and result.outcome == "done":
+                self._restarted.put(decision.target.id)  # its memory starts over
+                self._discover_now.set()
+                after = self._after_restart(decision.target)
+
+    def _cancel_firing(self, job: _Firing) -> None:
+        self.store.set_outcome(job.decision_id, "dropped")
+        decision = job.firing[0][0]
+        event(
+            log,
+            "action-cancelled",
+            rule=decision.rule,
+            action=decision.kind,
+            target=decision.target.to_dict(),
+            reason="sentinel stopped before carrying it out",
+        )
 
     def _record(self, decision: Decision, now: float, dry: bool, outcome: str, **extra: Any) -> int:
         """Write the decision and its evidence to the state; its id."""
@@ -683,7 +843,12 @@ class Daemon:
         )
 
     def _notification(
-        self, decision: Decision, evidence: Mapping[str, Any], record: KillRecord | None
+        self,
+        decision: Decision,
+        evidence: Mapping[str, Any],
+        record: KillRecord | None,
+        snapshot: Snapshot,
+        after: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """What a notifier renders: kind, rule, target, reason, evidence, the kill record."""
         if decision.kind == "escalate":
@@ -702,23 +867,21 @@ class Daemon:
             "at": decision.at,
             "host": _hostname(),
         }
-        after = self._after.pop((decision.rule, decision.target.id), None)
         if after is not None:
-            out["after"] = after
+            out["after"] = dict(after)
         if record is not None:
             data = record.to_dict()
             data.pop("tasks", None)  # hundreds of rows: kept in the state, not in messages
             out["record"] = data
-        memory = self._memory.get(decision.target.id)
-        host = self.monitor.host_sample
+        watched = snapshot.watched.get(decision.target.id)
         return enrich(
             out,
             store=self.store,
             target_id=decision.target.id,
             now=decision.at,
             record=record,
-            forecast=memory.last.forecast if memory and memory.last else None,
-            host_total_bytes=host.total_bytes if host is not None else None,
+            forecast=watched.forecast if watched is not None else None,
+            host_total_bytes=snapshot.host_total_bytes,
         )
 
     def _after_restart(self, before: Target) -> dict[str, Any]:
@@ -763,9 +926,10 @@ class Daemon:
         return target
 
     def _recheck(self, decision: Decision, fresh: Target) -> bool:
-        memory = self._memory.get(fresh.id)
-        points: tuple[MemoryPoint, ...] = tuple(memory.points) if memory else ()
-        forecast = memory.last.forecast if memory and memory.last else None
+        snapshot = self.snapshot  # the newest: the worker may run well after the decision
+        points: tuple[MemoryPoint, ...] = snapshot.memory.get(fresh.id, ())
+        watched = snapshot.watched.get(fresh.id)
+        forecast = watched.forecast if watched is not None else None
         if fresh.cgroup:
             with contextlib.suppress(SentinelError):
                 s = self.fs.sample(fresh.cgroup)
@@ -811,6 +975,37 @@ class Daemon:
         )
 
 
+@dataclass
+class _Firing:
+    """A firing of one rule on one target, from its disruptive action on: a worker job."""
+
+    daemon: Daemon
+    firing: list[tuple[Decision, KillRecord | None]]
+    decision_id: int
+    now: float
+    snapshot: Snapshot
+
+    @property
+    def deadline_s(self) -> float:
+        """The longest this job may take: every action's own limit, plus a margin."""
+        total = 0.0
+        for decision, _ in self.firing:
+            action = decision.action
+            if isinstance(action, RestartAction):
+                total += float(action.restart.grace_period) + 60.0 + COMEBACK_WAIT_S
+            elif isinstance(action, RunAction):
+                total += float(action.run.timeout) + 5.0
+            else:
+                total += 10.0
+        return total
+
+    def run(self) -> None:
+        self.daemon._run_firing(self)
+
+    def cancel(self) -> None:
+        self.daemon._cancel_firing(self)
+
+
 def _soon() -> datetime:
     return datetime.now(UTC)
 
@@ -830,17 +1025,10 @@ def points_to_keep(policy: Policy) -> int:
 
 
 def tick_deadline(policy: Policy) -> float:
-    """Seconds without a finished tick after which sentinel is unhealthy: three sample
-    intervals plus the longest action a tick may wait for (a restart's grace period and
-    its kill wait, a hook's timeout), and at least a minute."""
-    longest = 0.0
-    for rule in policy.rules:
-        for action in rule.do:
-            if isinstance(action, RestartAction):
-                longest = max(longest, float(action.restart.grace_period) + 60.0)
-            elif isinstance(action, RunAction):
-                longest = max(longest, float(action.run.timeout))
-    return max(60.0, 3 * float(policy.settings.sample_interval) + longest)
+    """Seconds without a successful tick after which sentinel is unhealthy: three sample
+    intervals, and at least a minute (a slow Docker daemon can hold up one discovery).
+    Actions do not count: they run on the worker, never inside a tick."""
+    return max(60.0, 3 * float(policy.settings.sample_interval))
 
 
 def _hostname() -> str:

@@ -164,6 +164,7 @@ class Monitor:
         self._host_last: Forecast | None = None
         self.host_sample: HostMemorySample | None = None
         self.docker_error: str | None = None
+        self._sample_errors: dict[str, str] = {}
         self.lost: list[str] = []
         """Targets dropped by the last :meth:`tick` because their cgroup went away (a
         container stopped or restarted): the caller should discover again."""
@@ -355,6 +356,10 @@ class Monitor:
         """Sample every target and limited ancestor; forecast; sorted by ETA (soonest first)."""
         self._watch_limited_ancestors()
         samples, gone = self._set.sample()
+        for cgroup, error in self._set.errors.items():
+            if self._sample_errors.get(cgroup) != error:
+                log.warning("cannot sample %s this tick: %s", cgroup, error)
+        self._sample_errors = dict(self._set.errors)
         if self.proc_sampler is not None:
             for cgroup in {e.cgroup for e in self._entries.values() if e.from_proc}:
                 sample = self.proc_sampler(cgroup)

@@ -488,6 +488,8 @@ class CgroupSet:
         self.fs = fs
         self._handles: dict[str, CgroupHandle] = {}
         self._parents: dict[str, list[int]] = {}  # path -> [fd, number of handles using it]
+        self.errors: dict[str, str] = {}
+        """The cgroups the last :meth:`sample` could not read, and why."""
 
     def __enter__(self) -> CgroupSet:
         return self
@@ -542,26 +544,40 @@ class CgroupSet:
             self.discard(cgroup)
 
     def sample(self) -> tuple[list[MemorySample], list[str]]:
-        """One sample of every cgroup in the set, and the cgroups found gone (now dropped)."""
+        """One sample of every cgroup in the set, and the cgroups found gone (now dropped).
+
+        A cgroup that cannot be read this time (an unexpected error, a file that does not
+        parse) is left out of this round and reported in :attr:`errors`; the others are
+        sampled: one bad cgroup never costs the rest their reading."""
         limits: dict[str, bytes] = {}
         missing: set[str] = set()
+        unreadable: dict[str, str] = {}
         for parent, (fd, _) in self._parents.items():
             try:
                 limits[parent] = pread_all(fd)
             except OSError as e:
                 if e.errno not in (errno.ENOENT, errno.ENODEV):
-                    raise SourceError(f"cannot read cgroup {parent}: {e.strerror}") from e
+                    unreadable[parent] = f"cannot read cgroup {parent}: {e.strerror}"
+                    continue
                 missing.add(parent)
         samples: list[MemorySample] = []
         gone: list[str] = []
+        errors: dict[str, str] = {}
         for cgroup, handle in self._handles.items():
             if missing and not missing.isdisjoint(handle.ancestors):
                 gone.append(cgroup)  # a parent was removed: so was this cgroup
+                continue
+            bad = next((unreadable[p] for p in handle.ancestors if p in unreadable), None)
+            if bad is not None:
+                errors[cgroup] = bad
                 continue
             try:
                 samples.append(handle.sample(limits))
             except CgroupGoneError:
                 gone.append(cgroup)
+            except SourceError as e:
+                errors[cgroup] = str(e)
         for cgroup in gone:
             self.discard(cgroup)
+        self.errors = errors
         return samples, gone
