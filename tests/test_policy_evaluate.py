@@ -489,3 +489,20 @@ def test_every_kind_of_decision_is_one_json_line() -> None:
     assert params[4] == {"command": ["dump", "--all"], "timeout": "5s"}
     assert params[5]["message"] == "restarts are not helping: likely leak"
     assert json.loads(lines[0])["target"]["name"] == "a"
+
+
+def test_still_holds_refuses_a_forecast_older_than_the_freshness_limit() -> None:
+    # The re-check runs on the worker, possibly long after the decision: a forecast the
+    # sampler has not renewed for longer than the policy's freshness limit (3 intervals,
+    # at least 30 s) is no reason to restart any more.
+    s = target("scheduler-1")
+    (restart, _notify) = run(EXAMPLE, [leaking(s, 10 * MIN)])
+    assert restart.stale_after == 30.0
+    assert still_holds(restart, leaking(s, 10 * MIN), NOW + 29)
+    assert not still_holds(restart, leaking(s, 10 * MIN), NOW + 31)
+    # the same for readings behind memory_above
+    p = policy(MEM)
+    a = target("a")
+    (big,) = run(p, [memory(a, [(NOW, 960 * MiB)])])
+    assert still_holds(big, memory(a, [(NOW, 970 * MiB)]), NOW + 29)
+    assert not still_holds(big, memory(a, [(NOW, 970 * MiB)]), NOW + 31)

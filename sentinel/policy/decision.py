@@ -47,6 +47,9 @@ class Decision:
     evidence: Mapping[str, Any]
     dry_run: bool
     when: When | None = None
+    stale_after: float = float("inf")
+    """How old a forecast or reading may be when :func:`still_holds` re-checks ``when``
+    (the policy's freshness limit: a few sample intervals)."""
 
     @property
     def kind(self) -> str:

@@ -84,12 +84,14 @@ def still_holds(decision: Decision, fresh: TargetState, now: float) -> bool:
     when = decision.when
     if when is None:
         return True
+    stale = decision.stale_after
     if when.projected_oom_within is not None and (
-        projected_oom(when.projected_oom_within, fresh, now) is None
+        projected_oom(when.projected_oom_within, fresh, now, stale) is None
     ):
         return False
     return not (
-        when.memory_above is not None and memory_above(when.memory_above, fresh.memory, now) is None
+        when.memory_above is not None
+        and memory_above(when.memory_above, fresh.memory, now, stale) is None
     )
 
 
@@ -252,6 +254,7 @@ class _Evaluation:
             evidence=evidence,
             dry_run=dry,
             when=rule.when,
+            stale_after=self.stale_after,
         )
 
     def _window(self, rule: Rule, past: Sequence[ActionRecord], kind: str) -> list[float]:

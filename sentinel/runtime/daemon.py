@@ -381,10 +381,12 @@ class Daemon:
         )
         parser = OomParser()
         lost = 0
-        # A first start (no position for this boot): the kills already in the kernel's
-        # buffer happened before sentinel watched. They are stored and logged, not acted on
-        # or notified: a fresh install must not page about last week's kills.
-        backlog = after is None
+        # A first start (no position ever): the kills already in the kernel's buffer
+        # happened before sentinel watched. They are stored and logged, not acted on or
+        # notified: a fresh install must not page about last week's kills. After a reboot
+        # (a position from another boot) every kill in the buffer is newer than sentinel's
+        # last stop: each is handled as it would have been had sentinel been watching.
+        backlog = after is None and self.store.position_boot("kmsg") is None
         old_kills = 0
         for line in reader:
             self._last_kmsg = time.monotonic()
