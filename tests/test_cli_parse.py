@@ -93,6 +93,29 @@ def test_year_fills_time_for_syslog(capsys: pytest.CaptureFixture[str]) -> None:
     assert record["time"] == "2021-09-30T13:00:20"
 
 
+@pytest.mark.parametrize("year", ["0", "10000", "-1"])
+def test_year_that_is_no_year_is_one_line_exit_2(
+    year: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["parse", str(STORY), "--format", "json", f"--year={year}"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"sentinel: error: --year {year}: not a year (1 to 9999)\n"
+
+
+def test_year_without_the_stamped_day_leaves_time_empty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "kern.log"
+    log.write_text(KILL.format(stamp="Feb 29 13:00:20", pid=7))
+    assert main(["parse", str(log), "--format", "json", "--year", "2021"]) == 0
+    (record,) = _json_lines(capsys.readouterr().out)
+    assert (record.get("time"), record["log_time"]) == (None, "Feb 29 13:00:20")
+    assert main(["parse", str(log), "--format", "json", "--year", "2024"]) == 0
+    (record,) = _json_lines(capsys.readouterr().out)
+    assert record["time"] == "2024-02-29T13:00:20"
+
+
 def _read_records(proc: subprocess.Popen[bytes], n: int, timeout: float = 10) -> list[int]:
     assert proc.stdout is not None
     pids: list[int] = []

@@ -8,16 +8,17 @@ import queue
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from sentinel.cli.common import EXIT_NOTHING, EXIT_OK, ProgressBar, default_format
+from sentinel.cli.common import EXIT_ERROR, EXIT_NOTHING, EXIT_OK, ProgressBar, default_format
 from sentinel.errors import SentinelError, SourceError
 from sentinel.kernel.oom import OomParser
-from sentinel.kernel.scan import scan_chunks
+from sentinel.kernel.scan import MAX_LINE_BYTES, Trimmed, scan_chunks
 from sentinel.model import KillRecord
 from sentinel.sources.kmsg import KmsgReader
-from sentinel.sources.logfile import read_chunks, read_stdin_chunks
+from sentinel.sources.logfile import STDIN, read_chunks, read_stdin_chunks
 
 PROGRESS_MIN_BYTES = 16 << 20
 
@@ -29,14 +30,16 @@ def register(sub: Any) -> None:
         description=(
             "Find kernel OOM kill records in /dev/kmsg, log files (syslog, kern.log, "
             "messages, dmesg, journalctl -k output; plain or gzip) or stdin, and print "
-            "one per kill. Exit 0 when at least one was found, 1 when none, 2 on error."
+            "one per kill. Exit 0 when at least one was found, 1 when none, 2 on error (a "
+            "source that fails is named and the others are still read)."
         ),
     )
     p.add_argument(
         "sources",
         nargs="*",
         metavar="SOURCE",
-        help="a file, '-' for stdin, or 'kmsg' for /dev/kmsg (the default)",
+        help="a file (a pipe or FIFO too; plain or gzip), '-' for stdin (plain or gzip), "
+        "or 'kmsg' for /dev/kmsg (the default)",
     )
     p.add_argument(
         "--format",
@@ -52,14 +55,24 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--year",
         type=int,
-        help="year for syslog stamps that omit it (fills the 'time' key)",
+        help=(
+            "year for syslog stamps that omit it (fills the 'time' key; 1 to 9999). A stamp "
+            "that year has not (Feb 29 in 2021) keeps an empty 'time' and its 'log_time'"
+        ),
     )
     p.add_argument("--kmsg-path", type=Path, default=Path("/dev/kmsg"), help=argparse.SUPPRESS)
     p.set_defaults(run=run)
 
 
-def records_from(source: str, args: argparse.Namespace) -> Iterator[KillRecord]:
-    """Every kill record of one SOURCE, in order; follows it with ``--follow``."""
+def records_from(
+    source: str, args: argparse.Namespace, trimmed: Trimmed | None = None
+) -> Iterator[KillRecord]:
+    """Every kill record of one SOURCE, in order; follows it with ``--follow``.
+
+    A read that fails part way (a gzip cut short) ends the source: the records of what
+    came before it are yielded, then its :class:`SourceError` is raised. Lines cut to
+    their head (see :func:`~sentinel.kernel.scan.bounded_lines`) are counted in ``trimmed``.
+    """
     parser = OomParser(year=args.year)
     if source == "kmsg":
         for line in KmsgReader(args.kmsg_path, follow=args.follow):
@@ -70,7 +83,7 @@ def records_from(source: str, args: argparse.Namespace) -> Iterator[KillRecord]:
         yield from parser.flush()
         return
     if source == "-":
-        yield from scan_chunks(read_stdin_chunks(follow=args.follow), parser)
+        yield from _scan(read_stdin_chunks(follow=args.follow), parser, trimmed)
         return
     path = Path(source)
     if path.is_dir():
@@ -81,13 +94,52 @@ def records_from(source: str, args: argparse.Namespace) -> Iterator[KillRecord]:
         raise SourceError(f"cannot open {path}: {e.strerror}") from e
     bar = ProgressBar(str(path), size) if size >= PROGRESS_MIN_BYTES else None
     try:
-        yield from scan_chunks(
+        yield from _scan(
             read_chunks(path, follow=args.follow, progress=bar.update if bar else None),
             parser,
+            trimmed,
         )
     finally:
         if bar:
             bar.close()
+
+
+def _scan(
+    chunks: Iterator[bytes], parser: OomParser, trimmed: Trimmed | None
+) -> Iterator[KillRecord]:
+    """:func:`scan_chunks`, with a failed read taken as the end of the stream: the
+    records before it (a report cut there included) come first, then the failure."""
+    failures: list[SourceError] = []
+
+    def until_failure() -> Iterator[bytes]:
+        try:
+            yield from chunks
+        except SourceError as e:
+            failures.append(e)
+
+    yield from scan_chunks(until_failure(), parser, trimmed)
+    if failures:
+        raise failures[0]
+
+
+def source_name(source: str) -> str:
+    return STDIN if source == "-" else source
+
+
+def report_failure(error: SourceError) -> None:
+    """One line on stderr, as the CLI reports any error; the other sources go on."""
+    print(f"sentinel: error: {error}", file=sys.stderr)
+
+
+def report_trimmed(source: str, trimmed: Trimmed) -> None:
+    if trimmed.lines:
+        kib = MAX_LINE_BYTES >> 10
+        print(
+            f"sentinel: warning: {source_name(source)}: {trimmed.lines} line"
+            f"{'s' if trimmed.lines != 1 else ''} longer than {kib} KiB: read the first"
+            f" {kib} KiB of each, dropped {trimmed.bytes} bytes",
+            file=sys.stderr,
+        )
 
 
 class TablePrinter:
@@ -136,6 +188,8 @@ def table_cells(r: KillRecord) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.year is not None and not 1 <= args.year <= 9999:
+        raise SentinelError(f"--year {args.year}: not a year (1 to 9999)")
     fmt = args.format or default_format()
     sources = args.sources or ["kmsg"]
     out = sys.stdout
@@ -152,33 +206,68 @@ def run(args: argparse.Namespace) -> int:
         out.flush()
 
     if args.follow and len(sources) > 1:
-        _follow_many(sources, args, emit)
+        failed = _follow_many(sources, args, emit)
     else:
+        failed = 0
         for source in sources:
-            for record in records_from(source, args):
-                emit(record)
+            trimmed = Trimmed()
+            try:
+                for record in records_from(source, args, trimmed):
+                    emit(record)
+            except SourceError as e:
+                report_failure(e)
+                failed += 1
+            finally:
+                report_trimmed(source, trimmed)
+    if failed:
+        return EXIT_ERROR
     if table is not None and found == 0 and out.isatty():
         print("no OOM kill records found", file=sys.stderr)
     return EXIT_OK if found else EXIT_NOTHING
 
 
-def _follow_many(sources: list[str], args: argparse.Namespace, emit: Any) -> None:
-    """One reader thread per source; records are printed by this thread, as they come."""
-    q: queue.Queue[KillRecord | BaseException] = queue.Queue()
+def _follow_many(sources: list[str], args: argparse.Namespace, emit: Any) -> int:
+    """One reader thread per source; records are printed by this thread, as they come.
+
+    A source that fails is reported and the others go on; returns how many failed, once
+    every source has ended.
+    """
+    q: queue.Queue[KillRecord | BaseException | _Done] = queue.Queue()
 
     def pump(source: str) -> None:
+        trimmed = Trimmed()
         try:
-            for record in records_from(source, args):
+            for record in records_from(source, args, trimmed):
                 q.put(record)
-        except BaseException as e:  # handed to the main thread, which re-raises it
+        except BaseException as e:  # handed to the main thread, which reports it
             q.put(e)
+        finally:
+            q.put(_Done(source, trimmed))
 
     for source in sources:
         threading.Thread(target=pump, args=(source,), daemon=True, name=source).start()
-    while True:
+    running = len(sources)
+    failed = 0
+    while running:
         item = q.get()
-        if isinstance(item, SentinelError | KeyboardInterrupt):
+        if isinstance(item, _Done):
+            running -= 1
+            report_trimmed(item.source, item.trimmed)
+        elif isinstance(item, SourceError):
+            report_failure(item)
+            failed += 1
+        elif isinstance(item, SentinelError | KeyboardInterrupt):
             raise item
-        if isinstance(item, BaseException):
+        elif isinstance(item, BaseException):
             raise SentinelError(f"reading failed: {item}") from item
-        emit(item)
+        else:
+            emit(item)
+    return failed
+
+
+@dataclass(frozen=True)
+class _Done:
+    """A source's reader thread has ended."""
+
+    source: str
+    trimmed: Trimmed

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 MONTHS: dict[str, int] = {}
 for _number, _names in enumerate(
@@ -111,9 +111,18 @@ def _stamp_time(stamp: str) -> str | None:
     months = [m for m in (_month(w) for w in words) if m is not None]
     if len(months) > 1:  # "mar." is Tuesday in French and Spanish: skip the weekday
         months = [m for m in (_month(w) for w in words[1:]) if m is not None]
-    if not day or len(months) != 1:
+    if not day or len(months) != 1 or not _is_date(int(year.group(1)), months[0], int(day[1])):
         return None
     return f"{year.group(1)}-{months[0]:02d}-{int(day.group(1)):02d}T{clock.group(1)}"
+
+
+def _is_date(year: int, month: int, day: int) -> bool:
+    """Whether the calendar has this day (no 29 February in 2021, no year 0 or 10000)."""
+    try:
+        date(year, month, day)
+    except ValueError:
+        return False
+    return True
 
 
 def _iso_tz(tz: str | None) -> str:
@@ -130,7 +139,8 @@ class LineDecoder:
     """Decodes raw lines one at a time; remembers what a continuation line needs.
 
     ``year`` supplies the year that BSD syslog stamps leave out. Without it the record's
-    ``time`` stays empty for those lines and only ``log_time`` carries the stamp.
+    ``time`` stays empty for those lines and only ``log_time`` carries the stamp; so it does
+    for a stamp the year does not have (``Feb 29`` in 2021).
     """
 
     def __init__(self, *, year: int | None = None) -> None:
@@ -197,8 +207,9 @@ class LineDecoder:
             if m:
                 mon = _month(m["mon"])
                 bsd_time: str | None = None
-                if mon is not None and self.year is not None:
-                    bsd_time = f"{self.year:04d}-{mon:02d}-{int(m['day']):02d}T{m['clock']}"
+                day = int(m["day"])
+                if mon is not None and self.year is not None and _is_date(self.year, mon, day):
+                    bsd_time = f"{self.year:04d}-{mon:02d}-{day:02d}T{m['clock']}"
                     bsd_time += m["frac"] or ""
                 stamp = line[: m.start("host") - 1]
                 return self._syslog(line[m.end() :], m["host"], m["tag"], bsd_time, stamp)

@@ -21,6 +21,12 @@ cut) is taken to be abandoned. It stays open in the parser, but the scanner goes
 the :data:`IDLE` needles, so its table rows or counters arriving later than that are not
 fed. Kernels print a report in one burst; without this, one unfinished report would make
 the rest of a file several times slower to scan.
+
+Input that is not a log stays linear in time and bounded in memory (:func:`bounded_lines`):
+a run of NUL bytes (the hole a crash leaves in a syslog file) ends a line like ``\\n``,
+and a line longer than :data:`MAX_LINE_BYTES` keeps its first :data:`MAX_LINE_BYTES`; the
+rest is dropped as it streams by and counted in :class:`Trimmed`. No kernel line comes
+near that length, so every real log is scanned as it was written.
 """
 
 from __future__ import annotations
@@ -28,10 +34,16 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from sentinel.kernel.lines import LineDecoder
 from sentinel.kernel.oom import OomParser
 from sentinel.model import KillRecord
+
+MAX_LINE_BYTES = 64 << 10
+"""The longest line kept whole: 16x the longest a kernel writes (1 KiB of text, 4 KiB once
+``/dev/kmsg`` escapes it), with room for a journal JSON envelope around it. A longer line
+keeps this many bytes; the rest is dropped unread, so memory stays bounded on any input."""
 
 STALE_BYTES = 1 << 17
 """Log bytes without a report line after which open reports are taken to be abandoned."""
@@ -270,25 +282,105 @@ class _Scanner:
         return back
 
 
-def scan_chunks(chunks: Iterable[bytes], parser: OomParser | None = None) -> Iterator[KillRecord]:
+@dataclass
+class Trimmed:
+    """What :func:`bounded_lines` dropped from a stream."""
+
+    lines: int = 0
+    """Lines longer than the limit, cut to their first ``limit`` bytes."""
+    bytes: int = 0
+    """Bytes dropped from those lines."""
+
+
+_NULS = re.compile(rb"\x00+")
+
+
+def bounded_lines(
+    chunks: Iterable[bytes], limit: int = MAX_LINE_BYTES, trimmed: Trimmed | None = None
+) -> Iterator[bytes]:
+    """The same stream with each NUL run turned into one ``\\n`` and each line cut to
+    ``limit`` bytes (its newline kept); the cuts are counted in ``trimmed``.
+
+    Linear: each chunk is searched by windows of ``limit`` bytes, in C, and nothing of a
+    long line is held beyond its first ``limit`` bytes. Empty chunks (idle ticks) pass.
+    """
+    counts = trimmed if trimmed is not None else Trimmed()
+    run = 0  # bytes of the current, unfinished line already passed on
+    dropping = False  # inside a line already cut: drop up to its newline
+    for raw in chunks:
+        if not raw:
+            yield raw
+            continue
+        chunk = _NULS.sub(b"\n", raw) if b"\x00" in raw else raw
+        n = len(chunk)
+        pieces: list[bytes] = []
+        keep = 0  # start of the piece of this chunk being kept
+        pos = 0
+        if dropping:
+            nl = chunk.find(b"\n")
+            if nl < 0:
+                counts.bytes += n
+                continue
+            counts.bytes += nl
+            dropping = False
+            run = 0
+            keep = pos = nl
+        while pos < n:
+            budget = limit - run
+            if n - pos <= budget:  # the rest fits, whatever its newlines
+                last = chunk.rfind(b"\n", pos, n)
+                run = n - last - 1 if last >= 0 else run + n - pos
+                break
+            last = chunk.rfind(b"\n", pos, pos + budget + 1)
+            if last >= 0:
+                pos = last + 1
+                run = 0
+                continue
+            cut = pos + budget  # the current line is too long: keep its head only
+            pieces.append(chunk[keep:cut])
+            counts.lines += 1
+            nl = chunk.find(b"\n", cut)
+            if nl < 0:
+                counts.bytes += n - cut
+                dropping = True
+                keep = pos = n
+                break
+            counts.bytes += nl - cut
+            run = 0
+            keep = nl
+            pos = nl + 1
+        if keep == 0:
+            yield chunk
+            continue
+        pieces.append(chunk[keep:])
+        data = b"".join(pieces)
+        if data:
+            yield data
+
+
+def scan_chunks(
+    chunks: Iterable[bytes], parser: OomParser | None = None, trimmed: Trimmed | None = None
+) -> Iterator[KillRecord]:
     """All kill records in a byte stream cut at arbitrary places, in log order.
 
     The records are those of feeding every line to ``parser`` (see the module docstring
-    for the one deliberate approximation).
+    for the one deliberate approximation), after :func:`bounded_lines`; what it cut is
+    counted in ``trimmed``.
     """
     parser = parser if parser is not None else OomParser()
     scanner = _Scanner(parser)
-    tail = b""
-    for chunk in chunks:
+    tail: list[bytes] = []  # the unfinished last line: at most MAX_LINE_BYTES in all
+    for chunk in bounded_lines(chunks, trimmed=trimmed):
         if not chunk:
             yield from parser.flush()
             continue
         first = chunk.find(b"\n")
         if first < 0:
-            tail += chunk
+            tail.append(chunk)
             continue
         if tail:
-            head = tail + chunk[: first + 1]
+            head = b"".join(tail) + chunk[: first + 1]
+            tail.clear()
             yield from scanner.block(head, 0, len(head))
             start = first + 1
         else:
@@ -296,7 +388,9 @@ def scan_chunks(chunks: Iterable[bytes], parser: OomParser | None = None) -> Ite
         cut = chunk.rfind(b"\n") + 1
         if cut > start:
             yield from scanner.block(chunk, start, cut)
-        tail = chunk[cut:]
+        if cut < len(chunk):
+            tail.append(chunk[cut:])
     if tail:
-        yield from scanner.block(tail, 0, len(tail))
+        last = b"".join(tail)
+        yield from scanner.block(last, 0, len(last))
     yield from parser.flush()

@@ -5,28 +5,35 @@ them. In follow mode an empty chunk is yielded after each quiet ``interval`` so 
 parser can flush a report that is complete but has no closing line. Following survives
 rotation (the path now names a new file: the old one is read to its end, then the new one
 from its start) and truncation (the file shrank: read again from its start).
+
+Every source is opened once and read from its start: gzip is told by the first bytes read,
+which then go to the decompressor, so pipes, FIFOs, ``/dev/stdin`` and standard input
+work as files do, compressed or not. A read that fails (a gzip cut short or corrupt, an
+I/O error) raises :class:`~sentinel.errors.SourceError` after every chunk read before it.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import select
+import stat
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, cast
+from typing import IO
 
 from sentinel.errors import SourceError
 
 CHUNK = 1 << 20
+GZIP_MAGIC = b"\x1f\x8b"
+STDIN = "standard input"
+"""How standard input is named in messages."""
 Progress = Callable[[int], None]
 """Told the number of bytes read so far."""
-
-
-def is_gzip(path: Path) -> bool:
-    with path.open("rb") as f:
-        return f.read(2) == b"\x1f\x8b"
+Read = Callable[[int], bytes]
 
 
 def read_chunks(
@@ -36,27 +43,32 @@ def read_chunks(
     interval: float = 0.25,
     progress: Progress | None = None,
 ) -> Iterator[bytes]:
-    """The file's bytes in chunks; with ``follow``, then its growth, forever."""
+    """The file's bytes in chunks; with ``follow``, then its growth, forever.
+
+    A FIFO, a pipe (``/dev/stdin``) or a character device is read to its end like
+    standard input; ``follow`` then waits for more only where the file is a regular one.
+    """
     try:
-        compressed = is_gzip(path)
-    except OSError as e:
-        raise SourceError(f"cannot open {path}: {e.strerror}") from e
-    if compressed:
-        try:
-            with gzip.open(path, "rb") as gz:
-                yield from _drain(cast(IO[bytes], gz), progress)
-        except (OSError, EOFError) as e:
-            raise SourceError(f"cannot read {path}: {e}") from e
-        return
-    try:
-        f: IO[bytes] = path.open("rb")
+        f: IO[bytes] = path.open("rb", buffering=0)
+        regular = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
     except OSError as e:
         raise SourceError(f"cannot open {path}: {e.strerror}") from e
     try:
-        yield from _drain(f, progress)
+        head = _head(f.read, path)
+        if head[:2] == GZIP_MAGIC:
+            yield from _gunzip(head, f.read, path, progress)
+            return
+        if not regular:
+            yield from _stream(f.fileno(), head, str(path), follow=follow, interval=interval)
+            return
+        if head:
+            if progress is not None:
+                progress(len(head))
+            yield head
+        yield from _drain(f, progress, path, done=len(head))
         while follow:
             f, rotated = _reopen_if_rotated(path, f)
-            data = f.read(CHUNK)
+            data = _read(f.read, path)
             if data:
                 yield data
                 continue
@@ -68,10 +80,105 @@ def read_chunks(
         f.close()
 
 
-def _drain(f: IO[bytes], progress: Progress | None) -> Iterator[bytes]:
+def read_stdin_chunks(*, follow: bool = False, interval: float = 0.25) -> Iterator[bytes]:
+    """Standard input in chunks, gunzipped if it is gzip; with ``follow``, idle ticks
+    while nothing arrives (plain input only: a gzip stream is read to its end)."""
+    fd = 0
+
+    def read(size: int) -> bytes:
+        return os.read(fd, size)
+
+    head = _head(read, STDIN)
+    if head[:2] == GZIP_MAGIC:
+        yield from _gunzip(head, read, STDIN, None)
+        return
+    yield from _stream(fd, head, STDIN, follow=follow, interval=interval)
+
+
+def _read(read: Read, name: object, size: int = CHUNK) -> bytes:
+    try:
+        return read(size)
+    except OSError as e:
+        raise SourceError(f"cannot read {name}: {e.strerror or e}") from e
+
+
+def _head(read: Read, name: object) -> bytes:
+    """The first chunk, at least two bytes long unless the stream is shorter: enough to
+    tell gzip, whatever size the first read of a pipe returns."""
+    head = _read(read, name)
+    while 0 < len(head) < len(GZIP_MAGIC):
+        more = _read(read, name)
+        if not more:
+            break
+        head += more
+    return head
+
+
+class _Replay:
+    """A stream that gives back the bytes read to sniff it, then the rest: for
+    :class:`gzip.GzipFile` on a stream that cannot seek back."""
+
+    def __init__(self, head: bytes, read: Read) -> None:
+        self._head = head
+        self._read = read
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            if size < 0 or size >= len(self._head):
+                data, self._head = self._head, b""
+            else:
+                data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._read(size if size >= 0 else CHUNK)
+
+    def seek(self, offset: int, /) -> int:
+        raise io.UnsupportedOperation("a stream read once cannot seek")
+
+
+def _gunzip(head: bytes, read: Read, name: object, progress: Progress | None) -> Iterator[bytes]:
+    """The decompressed stream, a chunk at most each step; what came before a cut or a
+    corrupt block is yielded before the :class:`SourceError` that names it."""
+    gz = gzip.GzipFile(fileobj=_Replay(head, read), mode="rb")
     done = 0
     while True:
-        data = f.read(CHUNK)
+        try:
+            data = gz.read1(CHUNK)  # read1: a failure loses no byte decompressed before it
+        except EOFError as e:
+            raise SourceError(f"cannot read {name}: gzip data cut short ({e})") from e
+        except (gzip.BadGzipFile, zlib.error) as e:
+            raise SourceError(f"cannot read {name}: corrupt gzip data ({e})") from e
+        except OSError as e:
+            raise SourceError(f"cannot read {name}: {e.strerror or e}") from e
+        if not data:
+            return
+        done += len(data)
+        if progress is not None:
+            progress(done)
+        yield data
+
+
+def _stream(fd: int, head: bytes, name: str, *, follow: bool, interval: float) -> Iterator[bytes]:
+    """A pipe, FIFO or terminal after its first chunk, to its end; with ``follow``, an
+    empty chunk after each quiet ``interval``."""
+    if head:
+        yield head
+    else:
+        return
+    while True:
+        if follow:
+            ready, _, _ = select.select([fd], [], [], interval)
+            if not ready:
+                yield b""
+                continue
+        data = _read(lambda size: os.read(fd, size), name)
+        if not data:
+            return
+        yield data
+
+
+def _drain(f: IO[bytes], progress: Progress | None, name: object, done: int = 0) -> Iterator[bytes]:
+    while True:
+        data = _read(f.read, name)
         if not data:
             return
         done += len(data)
@@ -95,23 +202,8 @@ def _reopen_if_rotated(path: Path, f: IO[bytes]) -> tuple[IO[bytes], bool]:
     if f.tell() < st.st_size:
         return f, False  # finish the old file first; the new one is opened after
     try:
-        new = path.open("rb")
+        new = path.open("rb", buffering=0)
     except OSError:
         return f, False
     f.close()
     return new, True
-
-
-def read_stdin_chunks(*, follow: bool = False, interval: float = 0.25) -> Iterator[bytes]:
-    """Standard input in chunks; with ``follow``, idle ticks while nothing arrives."""
-    fd = 0
-    while True:
-        if follow:
-            ready, _, _ = select.select([fd], [], [], interval)
-            if not ready:
-                yield b""
-                continue
-        data = os.read(fd, CHUNK)
-        if not data:
-            return
-        yield data
