@@ -10,7 +10,11 @@
 - ``decisions``: every decision and action with its evidence, for ``sentinel events``,
   cooldowns and restart budgets.
 - ``outbox``: notifications written before they are sent, removed from the queue only
-  when the receiver accepted them; a restart or an outage loses none.
+  when the receiver accepted them; a restart or an outage loses none. A notification of a
+  decision is keyed ``decision:{id}:{notifier}``: once every notifier accepted it the
+  ``notify`` or ``escalate`` decision's outcome moves from ``queued`` to ``sent`` (in the
+  same transaction), and to ``failed`` when a notifier refused it for good (see
+  :meth:`Store.mark_failed`).
 - ``threads``: the Slack thread of each target, per notifier and channel
   (``thread_per_target``): a message id, not a secret.
 
@@ -19,8 +23,8 @@ method here survives a power cut.
 
 Files: the directory sentinel creates for the state is 0700, the state file and its WAL
 and shared-memory files are 0600 (an existing directory is left as it is). Read-only
-commands (``sentinel events``) open it with :meth:`Store.read_only`, which never creates
-nor writes a file.
+commands (``sentinel events``) open it with :meth:`Store.open_read_only`, which never
+creates nor writes a file.
 
 Bounded: cooldowns and budgets read only the windows the policy looks back
 (:meth:`Store.history`, indexed); :meth:`Store.prune` removes what no decision needs any
@@ -151,6 +155,21 @@ class Pruned:
 
 
 @dataclass(frozen=True, slots=True)
+class _HistoryCache:
+    """The last :meth:`Store.history` answer, reused while nothing could change it: the
+    same windows and outcomes, no decision written since (by this store: the generation;
+    by another connection: SQLite's ``data_version``), and ``now`` between the time it
+    was read and the first time a record leaves its window."""
+
+    key: tuple[Lookback, tuple[str, ...]]
+    generation: int
+    data_version: int
+    read_at: float
+    valid_until: float
+    history: History
+
+
+@dataclass(frozen=True, slots=True)
 class StoredKill:
     id: int
     recorded_at: float
@@ -226,6 +245,32 @@ def _marks(values: Collection[Any]) -> str:
     return ", ".join("?" * len(values))
 
 
+NOTIFY_ACTIONS = ("escalate", "notify")
+"""Decisions carried out by queueing notifications: their outcome follows delivery."""
+SETTLED_BY_DELIVERY = ("failed", "queued")
+"""Outcomes of a notify or escalate decision that its delivery may still change."""
+
+
+def decision_key(decision_id: int, notifier: str) -> str:
+    """The outbox key of a decision's notification to ``notifier`` (the daemon's form)."""
+    return f"decision:{decision_id}:{notifier}"
+
+
+def decision_of(dedupe_key: str) -> int | None:
+    """The decision an outbox key notifies of (:func:`decision_key`), if it is one."""
+    kind, _, rest = dedupe_key.partition(":")
+    number, sep, _ = rest.partition(":")
+    if kind != "decision" or not sep or not (number.isascii() and number.isdigit()):
+        return None
+    return int(number)
+
+
+def _decision_keys(decision_id: int) -> tuple[str, str]:
+    """``[low, high)``: every key of :func:`decision_key` for this decision (one range of
+    the outbox's unique index on ``dedupe_key``; ``;`` follows ``:``)."""
+    return f"decision:{decision_id}:", f"decision:{decision_id};"
+
+
 def kill_key(record: KillRecord, boot_id: str | None) -> str:
     """Identity of one kill: kmsg sequence in its boot, else host + stamp + pid."""
     if record.kmsg_seq is not None and boot_id:
@@ -257,6 +302,29 @@ def _check_kind(path: Path, *, missing_ok: bool) -> None:
         raise StoreError(f"state file {path}: {kind}, not a file sentinel can keep its state in")
 
 
+_HEADER = b"SQLite format 3\x00"
+
+
+def _check_size(path: Path) -> None:
+    """A database file is whole pages (WAL or not): a file cut elsewhere lost the end of
+    a page, which SQLite would read as zeros, so it is refused as damaged."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(100)
+            size = os.fstat(f.fileno()).st_size
+    except FileNotFoundError:
+        return
+    if size == 0 or not head.startswith(_HEADER[: len(head)]):
+        return  # new, or not SQLite at all: SQLite says which
+    page = int.from_bytes(head[16:18], "big") if len(head) >= 18 else 0
+    page = 65536 if page == 1 else page
+    if len(head) < 100 or page < 512 or size % page:
+        raise StoreError(
+            f"state file {path}: damaged (truncated: {size} bytes, not whole pages):"
+            " move it aside, sentinel starts a new one"
+        )
+
+
 def _sqlite_problem(e: sqlite3.DatabaseError) -> str:
     text = str(e)
     if "file is not a database" in text:
@@ -278,6 +346,9 @@ class Store:
         self.samples_per_target = samples_per_target
         self.read_only = read_only
         self._lock = threading.RLock()
+        self._decisions_generation = 0
+        """Bumped by every write of this store to ``decisions`` (the history cache)."""
+        self._history_cache: _HistoryCache | None = None
         memory = str(path) == ":memory:"
         opened: sqlite3.Connection | None = None
         try:
@@ -286,9 +357,11 @@ class Store:
             else:
                 if not memory:
                     self._prepare_files()
+                    _check_size(self.path)
                 opened = self._db = sqlite3.connect(
                     str(path), check_same_thread=False, isolation_level=None
                 )
+                self._version()  # sentinel's (or new) before anything is written to it
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._db.execute("PRAGMA busy_timeout=5000")
@@ -347,6 +420,7 @@ class Store:
 
     def _open_read_only(self) -> sqlite3.Connection:
         _check_kind(self.path, missing_ok=False)
+        _check_size(self.path)
         # With a WAL file (the daemon running, or stopped uncleanly), read through it; without
         # one the file is complete: open it immutable, or SQLite would create -wal and -shm.
         wal = self.path.with_name(self.path.name + "-wal").exists()
@@ -499,6 +573,15 @@ class Store:
             return None
         return int(row[1])
 
+    def position_boot(self, source: str) -> str | None:
+        """The boot in which ``source`` was last read, if it ever was (a reboot since: a
+        different boot id)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT boot_id FROM positions WHERE source = ?", (source,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
     def set_position(self, source: str, boot_id: str, seq: int) -> None:
         with self._tx() as db:
             self._set_position(db, source, boot_id, seq)
@@ -570,12 +653,20 @@ class Store:
                     json.dumps(dict(evidence), default=str),
                 ),
             )
+            self._decisions_changed()
             assert cur.lastrowid is not None
             return cur.lastrowid
 
     def set_outcome(self, decision_id: int, outcome: str) -> None:
         with self._tx() as db:
             db.execute("UPDATE decisions SET outcome = ? WHERE id = ?", (outcome, decision_id))
+            self._decisions_changed()
+
+    def _decisions_changed(self) -> None:
+        """Called inside the writing transaction (under the lock): the history cache of
+        :meth:`history` is stale. Bumped before the commit, so that no reader can cache
+        the old answer under the new generation."""
+        self._decisions_generation += 1
 
     def decisions(
         self,
@@ -601,17 +692,39 @@ class Store:
         actions within its cooldown and its restarts and escalations within
         ``max_restarts.per``; every disruptive action of the last minute. Only decisions
         with one of ``outcomes`` count. Each part is one range of an index, so the cost
-        follows what the windows hold, not how long the state has been kept."""
+        follows what the windows hold, not how long the state has been kept.
+
+        The answer is reused (the same object) until a decision is written or changed, or
+        ``now`` passes the first time one of its records leaves its window: a tick that
+        recorded nothing pays only for a look at SQLite's ``data_version``."""
         counted = sorted(outcomes)
         if not counted:
             return History()
+        key = (lookback, tuple(counted))
+        with self._lock:
+            data_version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+            cached = self._history_cache
+            if (
+                cached is not None
+                and cached.key == key
+                and cached.generation == self._decisions_generation
+                and cached.data_version == data_version
+                and cached.read_at <= now <= cached.valid_until
+            ):
+                return cached.history
+            generation = self._decisions_generation
         cols = "SELECT id, at, rule, target_id, action, dry_run FROM decisions WHERE "
         where_outcome = f" AND outcome IN ({_marks(counted)})"
-        queries: list[tuple[str, list[Any]]] = []
+        # (sql, arguments, window): a row stays in its query's answer until ``at + window``
+        queries: list[tuple[str, list[Any], float]] = []
         for r in lookback.rules:
             if r.cooldown_s > 0:
                 queries.append(
-                    (cols + "rule = ? AND at >= ?" + where_outcome, [r.rule, now - r.cooldown_s])
+                    (
+                        cols + "rule = ? AND at >= ?" + where_outcome,
+                        [r.rule, now - r.cooldown_s],
+                        r.cooldown_s,
+                    )
                 )
             if r.budget_s > 0:
                 kinds = sorted(BUDGET_ACTIONS)
@@ -621,6 +734,7 @@ class Store:
                         + f"rule = ? AND action IN ({_marks(kinds)}) AND at >= ?"
                         + where_outcome,
                         [r.rule, *kinds, now - r.budget_s],
+                        r.budget_s,
                     )
                 )
         if lookback.disruptive_s > 0:
@@ -629,14 +743,21 @@ class Store:
                 (
                     cols + f"action IN ({_marks(kinds)}) AND at >= ?" + where_outcome,
                     [*kinds, now - lookback.disruptive_s],
+                    lookback.disruptive_s,
                 )
             )
         rows: dict[int, ActionRecord] = {}
+        valid_until = float("inf")
         with self._lock:
-            for sql, args in queries:
+            for sql, args, window in queries:
                 for r in self._db.execute(sql, [*args, *counted]):
                     rows[r[0]] = ActionRecord(r[1], r[2], r[3], r[4], bool(r[5]))
-        return History(tuple(rows[i] for i in sorted(rows)))
+                    valid_until = min(valid_until, r[1] + window)
+            history = History(tuple(rows[i] for i in sorted(rows)))
+            self._history_cache = _HistoryCache(
+                key, generation, data_version, now, valid_until, history
+            )
+        return history
 
     def latest_outcomes(
         self, action: str, *, outcome: str, since: float
@@ -729,6 +850,8 @@ class Store:
                     f" (SELECT id FROM {table} WHERE {where} LIMIT ?)",
                     (before, batch),
                 ).rowcount
+                if n and table == "decisions":
+                    self._decisions_changed()
             total += n
             if n < batch:
                 return total
@@ -768,15 +891,43 @@ class Store:
         return [_outbox_item(r) for r in rows]
 
     def mark_sent(self, item_id: int, now: float) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE outbox SET sent_at = ? WHERE id = ?", (now, item_id))
+        """The receiver accepted the item; its decision is ``sent`` once all its are."""
+        self.mark_sent_all([item_id], now)
 
     def mark_sent_all(self, item_ids: list[int], now: float) -> None:
-        """Several items accepted as one message (a storm): all at once, or none."""
+        """Several items accepted as one message (a storm): all at once, or none. A
+        decision whose every notification is now accepted gets the outcome ``sent``."""
         with self._tx() as db:
             db.executemany(
                 "UPDATE outbox SET sent_at = ? WHERE id = ?", [(now, i) for i in item_ids]
             )
+            for decision_id in self._decisions_of(db, item_ids):
+                low, high = _decision_keys(decision_id)
+                settled = db.execute(
+                    "UPDATE decisions SET outcome = 'sent'"
+                    f" WHERE id = ? AND action IN ({_marks(NOTIFY_ACTIONS)})"
+                    f" AND outcome IN ({_marks(SETTLED_BY_DELIVERY)})"
+                    " AND NOT EXISTS (SELECT 1 FROM outbox"
+                    "  WHERE dedupe_key >= ? AND dedupe_key < ? AND sent_at IS NULL)",
+                    (decision_id, *NOTIFY_ACTIONS, *SETTLED_BY_DELIVERY, low, high),
+                ).rowcount
+                if settled:
+                    self._decisions_changed()
+
+    @staticmethod
+    def _decisions_of(db: sqlite3.Connection, item_ids: Collection[int]) -> list[int]:
+        """The decisions (by id) that the outbox items ``item_ids`` notify of."""
+        found: set[int] = set()
+        ids = list(item_ids)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            for (key,) in db.execute(
+                f"SELECT dedupe_key FROM outbox WHERE id IN ({_marks(chunk)})", chunk
+            ):
+                decision_id = decision_of(key)
+                if decision_id is not None:
+                    found.add(decision_id)
+        return sorted(found)
 
     def sent_since(self, notifier: str, since: float) -> list[OutboxItem]:
         """Items of ``notifier`` accepted at ``since`` or later, oldest first."""
@@ -788,13 +939,30 @@ class Store:
             ).fetchall()
         return [_outbox_item(r) for r in rows]
 
-    def mark_failed(self, item_id: int, *, error: str, retry_at: float) -> None:
+    def mark_failed(
+        self, item_id: int, *, error: str, retry_at: float, permanent: bool = False
+    ) -> None:
+        """An attempt failed; the item is tried again at ``retry_at``. ``permanent``: the
+        notifier refused it for good (a bad token, a 4xx, no such notifier): its decision,
+        if still ``queued``, becomes ``failed`` (and ``sent`` should a later try, after the
+        configuration is fixed, deliver it)."""
         with self._tx() as db:
             db.execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
                 " WHERE id = ?",
                 (error, retry_at, item_id),
             )
+            if not permanent:
+                return
+            for decision_id in self._decisions_of(db, [item_id]):
+                failed = db.execute(
+                    "UPDATE decisions SET outcome = 'failed'"
+                    f" WHERE id = ? AND action IN ({_marks(NOTIFY_ACTIONS)})"
+                    " AND outcome = 'queued'",
+                    (decision_id, *NOTIFY_ACTIONS),
+                ).rowcount
+                if failed:
+                    self._decisions_changed()
 
     # -- threads ----------------------------------------------------------------------------
 

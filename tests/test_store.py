@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sentinel.model import KillRecord
+from sentinel.policy.state import Lookback, RuleLookback
 from sentinel.store import Store, StoreError
 
 BOOT = "0b7c2c9e-2f36-4a53-9f8e-1d2a3b4c5d6e"
@@ -143,3 +144,38 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreError, match="newer"):
         Store(path)
+
+
+def _restart(store: Store, at: float, outcome: str = "done") -> int:
+    return store.add_decision(
+        at=at, rule="r", target_id="c1", action="restart", dry_run=False, outcome=outcome,
+        evidence={},
+    )  # fmt: skip
+
+
+def test_history_is_reused_until_a_decision_changes_or_leaves_its_window(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    window = Lookback(rules=(RuleLookback("r", cooldown_s=0.0, budget_s=100.0),))
+    did = _restart(store, 1000.0)
+    first = store.history(window, 1050.0, outcomes={"done"})
+    assert [r.at for r in first.records] == [1000.0]
+    assert store.history(window, 1060.0, outcomes={"done"}) is first  # nothing changed
+    store.set_outcome(did, "dropped")
+    assert store.history(window, 1060.0, outcomes={"done"}).records == ()
+    store.set_outcome(did, "done")
+    assert len(store.history(window, 1100.0, outcomes={"done"}).records) == 1  # at + per
+    assert store.history(window, 1100.5, outcomes={"done"}).records == ()  # left its window
+    assert len(store.history(window, 1050.0, outcomes={"done"}).records) == 1  # clock back
+    _restart(store, 1090.0)
+    assert len(store.history(window, 1095.0, outcomes={"done"}).records) == 2
+
+
+def test_history_sees_a_decision_written_by_another_connection(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = Store(path)
+    window = Lookback(rules=(RuleLookback("r", cooldown_s=0.0, budget_s=100.0),))
+    assert store.history(window, 1050.0, outcomes={"done"}).records == ()
+    other = Store(path)
+    _restart(other, 1000.0)
+    other.close()
+    assert len(store.history(window, 1050.0, outcomes={"done"}).records) == 1

@@ -14,6 +14,12 @@ no new kill has come for ``STORM_QUIET`` seconds (at most ``STORM_HOLD_MAX``), t
 as one ``storm`` notification listing the whole storm: ``{"kind": "storm", "kills":
 [...], "earlier": N}`` where the first ``N`` kills were already told one by one. The
 group is accepted or retried as a whole. A group of one is sent as a plain kill.
+
+**Outcomes.** A notify (or escalate) decision is recorded ``queued``; it becomes ``sent``
+when every notifier it names has accepted its notification, and ``failed`` when one
+refused it for good (a permanent error, or no such notifier): the store does both in the
+transaction that marks the outbox item (:meth:`~sentinel.store.Store.mark_sent_all`,
+:meth:`~sentinel.store.Store.mark_failed`). A temporary failure leaves it ``queued``.
 """
 
 from __future__ import annotations
@@ -71,7 +77,10 @@ def deliver(store: Store, senders: Mapping[str, Sender], now: float) -> tuple[in
         sender = senders.get(item.notifier)
         if sender is None:
             store.mark_failed(
-                item.id, error=f"no notifier named {item.notifier!r}", retry_at=now + BACKOFF_MAX
+                item.id,
+                error=f"no notifier named {item.notifier!r}",
+                retry_at=now + BACKOFF_MAX,
+                permanent=True,
             )
             failed += 1
             continue
@@ -85,13 +94,18 @@ def deliver(store: Store, senders: Mapping[str, Sender], now: float) -> tuple[in
             log.warning("notifier %s: %s (retry in %.0fs)", item.notifier, e, delay)
             continue
         except SentinelError as e:
-            store.mark_failed(item.id, error=str(e), retry_at=now + BACKOFF_MAX)
+            store.mark_failed(item.id, error=str(e), retry_at=now + BACKOFF_MAX, permanent=True)
             blocked.add(item.notifier)
             failed += 1
             log.error("notifier %s: %s (retry in %.0fs)", item.notifier, e, BACKOFF_MAX)
             continue
         except Exception as e:  # a bug in a sender: keep the item, say so, go on
-            store.mark_failed(item.id, error=f"{type(e).__name__}: {e}", retry_at=now + BACKOFF_MAX)
+            store.mark_failed(
+                item.id,
+                error=f"{type(e).__name__}: {e}",
+                retry_at=now + BACKOFF_MAX,
+                permanent=True,
+            )
             failed += 1
             log.exception("notifier %s: outbox item %d", item.notifier, item.id)
             continue
@@ -156,7 +170,7 @@ def _send_storm(store: Store, sender: Sender, group: _Storm, now: float) -> tupl
         return 0, len(items)
     except SentinelError as e:
         for i in items:
-            store.mark_failed(i.id, error=str(e), retry_at=now + BACKOFF_MAX)
+            store.mark_failed(i.id, error=str(e), retry_at=now + BACKOFF_MAX, permanent=True)
         log.error("notifier %s: %s (retry in %.0fs)", sender.name, e, BACKOFF_MAX)
         return 0, len(items)
     store.mark_sent_all([i.id for i in items], now)
