@@ -176,6 +176,8 @@ def test_helpers() -> None:
     assert len(sparkline(list(range(1000)))) == 48
     assert cut("```" + "x" * 100 + "```", 20).endswith("…```")
     assert len(cut("```" + "x" * 100 + "```", 20)) <= 20
+    assert cut("x" * 10 + "&amp;" * 10, 14) == "x" * 10 + "…"  # no entity cut in two
+    assert cut("x" * 10 + "&lt;" * 10, 16) == "x" * 10 + "&lt;…"
 
 
 _text = st.text(min_size=0, max_size=5000)

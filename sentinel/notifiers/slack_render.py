@@ -7,6 +7,10 @@ enforces Slack's limits whatever the input: at most 50 blocks, 3000 characters p
 or context text, 10 fields of 2000 per section, 150 per header, and a non-empty fallback
 ``text`` (at most 3000 here; Slack's own cap is 40,000).
 
+Text that sentinel did not write (names, images, hosts, commands, kernel lines, cgroup
+paths, rule names, reasons, action outcomes) enters a message only through :func:`inert`,
+in every field: it cannot mention anyone, link, or format, and it still reads the same.
+
 The words say what happened the way a person would: "the host ran out of memory; the
 container was at 1.47 GiB of its 2 GiB limit", or "it reached its own 512 MiB limit".
 
@@ -25,6 +29,7 @@ Optional keys a notification may carry besides the basic ones (the daemon adds t
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +47,10 @@ TOP_TASKS = 5
 SPARK = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 48
 STORM_LINES = 40
+STORM_NAME_LIMIT = 100
+"""Characters of a name or command shown on one line of a storm (before escaping)."""
+CODE_LINE_LIMIT = 1000
+"""Characters of one line of a code block (a kernel line, a task row) before escaping."""
 
 Block = dict[str, Any]
 Message = dict[str, Any]
@@ -50,11 +59,22 @@ Message = dict[str, Any]
 # --- words and numbers ------------------------------------------------------------------
 
 
+def _real(value: Any) -> float | None:
+    """``value`` as a finite float; None for anything else (a payload may hold anything)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def human_bytes(n: float | None) -> str:
     """``1.47 GiB``, ``512 MiB``, ``800 KiB``; ``?`` when unknown."""
-    if n is None or (isinstance(n, float) and not math.isfinite(n)):
+    value = _real(n)
+    if value is None:
         return "?"
-    value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(value) < 1024 or unit == "TiB":
             if unit == "B":
@@ -67,9 +87,10 @@ def human_bytes(n: float | None) -> str:
 
 def human_duration(seconds: float | None) -> str:
     """``45s``, ``12m``, ``3h 5m``, ``2d 4h``."""
-    if seconds is None or not math.isfinite(seconds):
+    value = _real(seconds)
+    if value is None:
         return "?"
-    s = max(0, round(seconds))
+    s = max(0, round(value))
     if s < 60:
         return f"{s}s"
     if s < 3600:
@@ -83,17 +104,18 @@ def human_duration(seconds: float | None) -> str:
 
 def clock(t: float | None) -> str:
     """``2026-01-05 14:03:07 UTC``."""
-    if t is None or not math.isfinite(t):
+    value = _real(t)
+    if value is None:
         return "?"
     try:
-        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     except (OverflowError, OSError, ValueError):
         return "?"
 
 
 def sparkline(values: Sequence[float], width: int = SPARK_WIDTH) -> str:
     """Values as ``▁▂▅█``, at most ``width`` characters (averaged into buckets)."""
-    points = [float(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
+    points = [p for p in map(_real, values) if p is not None]
     if not points:
         return ""
     if len(points) > width:
@@ -112,9 +134,60 @@ def sparkline(values: Sequence[float], width: int = SPARK_WIDTH) -> str:
     return "".join(SPARK[round((p - low) / (high - low) * top)] for p in points)
 
 
-def escape(text: Any) -> str:
-    """Text from the outside world (names, commands) made inert in Slack mrkdwn."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+OUTSIDE_LIMIT = 500
+"""Characters of one outside value shown (before escaping): a 1 MB label stays readable."""
+_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+LOOKALIKES = {"*": "\u2217", "_": "\u02cd", "~": "\u223c", "`": "\u02cb"}
+"""Slack's formatting characters and what stands in for them: ``∗`` (asterisk operator),
+``ˍ`` (modifier letter low macron), ``∼`` (tilde operator), ``ˋ`` (modifier letter grave)."""
+BROADCAST_AT = "\uff20"
+"""The fullwidth commercial at (U+FF20): stands in for the ``@`` of ``@channel`` and the like."""
+SOFT_HYPHEN = "\u00ad"
+_IN_TEXT = str.maketrans({**_ENTITIES, **LOOKALIKES})
+_IN_CODE = str.maketrans({**_ENTITIES, "`": LOOKALIKES["`"]})
+_BROADCAST = re.compile(r"@(?=(?:channel|here|everyone|group)(?![A-Za-z0-9]))", re.IGNORECASE)
+_BREAKS = re.compile(r"[\t\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def inert(value: Any, *, code: bool = False, limit: int = OUTSIDE_LIMIT) -> str:
+    """Text from the outside world made inert in any Slack field; the one way such text
+    enters a message.
+
+    Outside text is everything sentinel did not write itself: process and container names,
+    images, labels, host names, kernel lines, cgroup paths, hook output, rule names and
+    reasons. Whatever it holds, it can neither ping, link nor format, and a person still
+    reads what it says:
+
+    - ``&``, ``<``, ``>`` become ``&amp;``, ``&lt;``, ``&gt;`` (Slack's own escaping, which
+      Slack decodes for display in every text field): no ``<!channel>``, ``<@U123>``,
+      ``<#C123>``, ``<!subteam^...>``, ``<https://x|click>`` nor ``<!date^...>`` can form,
+      and an already escaped ``&lt;`` shows as ``&lt;``.
+    - Slack's formatting characters ``*``, ``_``, ``~`` and the backtick are replaced by
+      lookalikes (:data:`LOOKALIKES`), the strategy jsx-slack uses: a name can neither bold,
+      italicise or strike anything nor open or close inline code or a code block, and it
+      still looks the same. Copying such a name from Slack gives the lookalike
+      (``my_app`` comes back as ``myˍapp``); ``sentinel events`` shows names exactly.
+      With ``code=True`` (a line inside a code block, where Slack formats nothing) only
+      the backtick is replaced, so kernel lines keep ``oom_memcg=`` and ``*``.
+    - ``@channel``, ``@here``, ``@everyone`` and ``@group`` written out get a fullwidth
+      at sign (U+FF20), so no parse setting of the client can make them notify anyone.
+    - Line breaks and tabs become spaces (no fake line of sentinel's own) and other control
+      characters, bidirectional overrides included, become ``\ufffd``. A value that starts
+      with ``>`` gets an invisible soft hyphen (U+00AD) before it, as jsx-slack does, so it
+      does not quote the rest of the line when a template puts it at a line start.
+    - At most ``limit`` characters are kept (``…`` marks a cut), counted before escaping,
+      so an entity is never cut in two.
+
+    Rendering code calls this on each outside value as it enters a template (the templates
+    themselves carry sentinel's own formatting), or on a whole line of a code block.
+    """
+    text = _CONTROLS.sub("\ufffd", _BREAKS.sub(" ", str(value)))
+    if len(text) > limit:
+        text = text[: max(0, limit - 1)] + "…"
+    if text.lstrip().startswith(">"):
+        text = SOFT_HYPHEN + text
+    return _BROADCAST.sub(BROADCAST_AT, text.translate(_IN_CODE if code else _IN_TEXT))
 
 
 def _kb(value: Any) -> int | None:
@@ -200,7 +273,8 @@ def _limit(notification: Mapping[str, Any], record: Mapping[str, Any]) -> int | 
 
 
 def why(notification: Mapping[str, Any]) -> str:
-    """The kill's cause in plain words."""
+    """The kill's cause in plain words, ready for any Slack field (a cgroup path in it is
+    made :func:`inert`)."""
     record = notification.get("record") or {}
     memory = notification.get("memory") or {}
     limit = _limit(notification, record)
@@ -219,41 +293,55 @@ def why(notification: Mapping[str, Any]) -> str:
     if scope is False:
         oom, task = record.get("oom_memcg"), record.get("task_memcg")
         if oom and task and oom != task and not str(task).startswith(f"{oom}/"):
-            return f"it reached the {human_bytes(limit)} limit of the cgroup {oom}"
+            return f"it reached the {human_bytes(limit)} limit of the cgroup {inert(oom)}"
         if oom and task and oom != task:
-            return f"it reached the {human_bytes(limit)} limit of its parent cgroup {oom}"
+            return f"it reached the {human_bytes(limit)} limit of its parent cgroup {inert(oom)}"
         return f"it reached its own {human_bytes(limit)} limit"
     return "the kernel log does not say whether the host or a memory limit ran out"
 
 
 def _who(notification: Mapping[str, Any]) -> tuple[str, str]:
-    """(name for words, kind of thing): ``("web-1", "container")``."""
+    """(name for words, made :func:`inert`; kind of thing): ``("web-1", "container")``."""
     target = notification.get("target") or {}
-    name = str(target.get("name") or target.get("id") or "?")
+    name = inert(target.get("name") or target.get("id") or "?")
     kind = "container" if target.get("runtime") == "docker" else "process"
     return name, kind
 
 
+def _host(notification: Mapping[str, Any], record: Mapping[str, Any] | None = None) -> str:
+    host = notification.get("host") or (record or {}).get("host")
+    return inert(host) if host else "this host"
+
+
 # --- blocks --------------------------------------------------------------------------------
+# Texts handed to these builders are Slack-ready: sentinel's own words and formatting, with
+# every outside value already passed through inert(). Slack's own auto-parsing is off
+# wherever Block Kit allows it: mrkdwn objects are ``verbatim`` (no bare URL, #channel or
+# @mention is linked), headers do not turn ``:name:`` into emoji.
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
 
 
 def _header(text: str) -> Block:
-    return {"type": "header", "text": {"type": "plain_text", "text": text, "emoji": True}}
+    return {"type": "header", "text": {"type": "plain_text", "text": text, "emoji": False}}
 
 
 def _section(text: str, fields: Sequence[str] = ()) -> Block:
-    block: Block = {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    block: Block = {"type": "section", "text": _mrkdwn(text)}
     if fields:
-        block["fields"] = [{"type": "mrkdwn", "text": f} for f in fields]
+        block["fields"] = [_mrkdwn(f) for f in fields]
     return block
 
 
 def _context(*texts: str) -> Block:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": t} for t in texts]}
+    return {"type": "context", "elements": [_mrkdwn(t) for t in texts]}
 
 
 def _code(lines: Iterable[str]) -> str:
-    body = "\n".join(str(x).replace("```", "'''") for x in lines)
+    """A code block of lines that hold outside text (each made inert for a code block)."""
+    body = "\n".join(inert(line, code=True, limit=CODE_LINE_LIMIT) for line in lines)
     return f"```{body}```"
 
 
@@ -275,13 +363,11 @@ def _memory_block(notification: Mapping[str, Any]) -> Block | None:
 
 def _forecast_text(notification: Mapping[str, Any], event_at: float | None) -> str:
     forecast = notification.get("forecast")
-    if not isinstance(forecast, Mapping) or not isinstance(
-        forecast.get("eta_seconds"), int | float
-    ):
+    eta = _real(forecast.get("eta_seconds")) if isinstance(forecast, Mapping) else None
+    if not isinstance(forecast, Mapping) or eta is None:
         return "sentinel had not forecast it (no forecast of an OOM kill for it before)."
-    at = forecast.get("at")
-    eta = float(forecast["eta_seconds"])
-    expected = at + eta if isinstance(at, int | float) else None
+    at = _real(forecast.get("at"))
+    expected = at + eta if at is not None else None
     text = f"sentinel had forecast it at {clock(at)}: kill expected in {human_duration(eta)}"
     if expected is not None and event_at is not None:
         off = event_at - expected
@@ -290,8 +376,8 @@ def _forecast_text(notification: Mapping[str, Any], event_at: float | None) -> s
             if abs(off) >= 60
             else " (on time)"
         )
-    rate = forecast.get("rate_bytes_per_s")
-    if isinstance(rate, int | float) and rate > 0:
+    rate = _real(forecast.get("rate_bytes_per_s"))
+    if rate is not None and rate > 0:
         text += f", growing {human_bytes(rate * 3600)}/h"
     return text + "."
 
@@ -300,11 +386,12 @@ def _actions_text(notification: Mapping[str, Any]) -> str:
     actions = [a for a in notification.get("actions") or [] if isinstance(a, Mapping)]
     if not actions:
         return "sentinel recorded the kill and told you; no other action."
-    parts = [f"{escape(a.get('action'))} ({escape(a.get('outcome', '?'))})" for a in actions]
+    parts = [f"{inert(a.get('action'))} ({inert(a.get('outcome', '?'))})" for a in actions]
     return "sentinel did: " + ", ".join(parts) + "."
 
 
 def _mention(notification: Mapping[str, Any], mention: str | None) -> str:
+    """The policy's ``mention`` (the operator's own Slack syntax, so not made inert)."""
     return f"{mention} " if mention and notification.get("kind") in ("kill", "escalation") else ""
 
 
@@ -312,29 +399,29 @@ def _kill(notification: Mapping[str, Any], mention: str | None) -> Message:
     record = notification.get("record") or {}
     target = notification.get("target") or {}
     name, kind = _who(notification)
-    host = str(notification.get("host") or record.get("host") or "this host")
-    image = target.get("image")
-    comm = record.get("comm") or "?"
+    host = _host(notification, record)
+    image = inert(target["image"]) if target.get("image") else ""
+    comm = inert(record.get("comm") or "?")
+    pid = inert(record.get("pid", "?"))
     reason = why(notification)
     rss = rss_bytes(record)
     limit = _limit(notification, record)
     host_total = _host_total(notification, record)
     killed_at = (notification.get("evidence") or {}).get("killed_at", notification.get("at"))
-    image_text = f" (`{escape(image)}`)" if image else ""
-    inside = f" in {kind} *{escape(name)}*{image_text}" if kind == "container" else ""
+    image_text = f" (`{image}`)" if image else ""
+    inside = f" in {kind} *{name}*{image_text}" if kind == "container" else ""
     first = (
-        f"{_mention(notification, mention)}The kernel killed `{escape(comm)}` "
-        f"(pid {escape(record.get('pid', '?'))}){inside} "
-        f"on `{escape(host)}`: *{escape(reason)}*."
+        f"{_mention(notification, mention)}The kernel killed `{comm}` "
+        f"(pid {pid}){inside} on `{host}`: *{reason}*."
     )
     fields = [
         f"*RSS at the kill*\n{human_bytes(rss)}",
         f"*Limit*\n{human_bytes(limit) if limit is not None else 'none'}",
         f"*Host memory*\n{human_bytes(host_total)}",
-        f"*When*\n{clock(killed_at if isinstance(killed_at, int | float) else None)}",
+        f"*When*\n{clock(killed_at)}",
     ]
     if notification.get("rule"):
-        fields.append(f"*Rule*\n{escape(notification['rule'])}")
+        fields.append(f"*Rule*\n{inert(notification['rule'])}")
     blocks: list[Block] = [
         _header(f"OOM kill: {name} on {host}"),
         _section(first, fields),
@@ -343,8 +430,7 @@ def _kill(notification: Mapping[str, Any], mention: str | None) -> Message:
     if tasks:
         rows = [f"{'PID':>8}  {'RSS':>10}  NAME"]
         rows += [
-            f"{escape(t.get('pid', '?')):>8}  {human_bytes(t.get('rss_bytes')):>10}  "
-            f"{escape(t.get('name', '?'))}"
+            f"{t.get('pid', '?')!s:>8}  {human_bytes(t.get('rss_bytes')):>10}  {t.get('name', '?')}"
             for t in tasks
             if isinstance(t, Mapping)
         ]
@@ -352,7 +438,7 @@ def _kill(notification: Mapping[str, Any], mention: str | None) -> Message:
     memory = _memory_block(notification)
     if memory is not None:
         blocks.append(memory)
-    killed = killed_at if isinstance(killed_at, int | float) else None
+    killed = _real(killed_at)
     blocks.append(
         _section(
             f"*Forecast*: {_forecast_text(notification, killed)}\n"
@@ -361,10 +447,10 @@ def _kill(notification: Mapping[str, Any], mention: str | None) -> Message:
     )
     if record:
         blocks.append(_section("*The kernel's lines*\n" + _code(kernel_lines(record))))
-    blocks.append(_context(f"sentinel · target `{escape(target.get('id', '?'))}`"))
+    blocks.append(_context(f"sentinel · target `{inert(target.get('id', '?'))}`"))
     text = (
         f"{_mention(notification, mention)}OOM kill on {host}: the kernel killed {comm} "
-        f"(pid {record.get('pid', '?')})"
+        f"(pid {pid})"
         f"{f' in container {name}' if kind == 'container' else ''}"
         f"{f' ({image})' if image else ''}: {reason}. RSS at the kill {human_bytes(rss)}."
     )
@@ -374,24 +460,25 @@ def _kill(notification: Mapping[str, Any], mention: str | None) -> Message:
 def _action(notification: Mapping[str, Any]) -> Message:
     evidence = notification.get("evidence") or {}
     name, kind = _who(notification)
-    host = str(notification.get("host") or "this host")
+    host = _host(notification)
+    reason = inert(notification.get("reason", ""))
     actions = [a for a in notification.get("actions") or [] if isinstance(a, Mapping)]
     restarted = any(a.get("action") == "restart" for a in actions)
     title = f"Restarted {name} before an OOM kill" if restarted else f"Memory warning: {name}"
-    lines = [
-        f"*{escape(notification.get('reason', ''))}* ({kind} *{escape(name)}* on `{escape(host)}`)."
-    ]
+    lines = [f"*{reason}* ({kind} *{name}* on `{host}`)."]
     if evidence.get("condition") == "projected_oom_within":
         lines.append(
             f"Forecast: the kernel would kill it in "
             f"{human_duration(evidence.get('projected_oom_in_s'))} "
-            f"({escape(evidence.get('constraint', '?'))} limit): "
+            f"({inert(evidence.get('constraint', '?'))} limit): "
             f"{human_bytes(evidence.get('usage_bytes'))} of "
             f"{human_bytes(evidence.get('limit_bytes'))}."
         )
     elif evidence.get("condition") == "memory_above":
         pct = evidence.get("usage_percent")
-        lines.append(f"Usage {pct}% of its limit." if pct is not None else "Usage above threshold.")
+        lines.append(
+            f"Usage {inert(pct)}% of its limit." if pct is not None else "Usage above threshold."
+        )
     forecast = notification.get("forecast") or {}
     rate = forecast.get("rate_bytes_per_s") if isinstance(forecast, Mapping) else None
     if isinstance(rate, int | float) and rate > 0:
@@ -412,15 +499,15 @@ def _action(notification: Mapping[str, Any]) -> Message:
     memory = _memory_block(notification)
     if memory is not None:
         blocks.append(memory)
-    blocks.append(_context(f"sentinel · rule `{escape(notification.get('rule', '?'))}`"))
-    text = f"{title} on {host}: {notification.get('reason', '')}"
+    blocks.append(_context(f"sentinel · rule `{inert(notification.get('rule', '?'))}`"))
+    text = f"{title} on {host}: {reason}"
     return {"text": text, "blocks": blocks}
 
 
 def _escalation(notification: Mapping[str, Any], mention: str | None) -> Message:
     evidence = notification.get("evidence") or {}
     name, kind = _who(notification)
-    host = str(notification.get("host") or "this host")
+    host = _host(notification)
     restarts = evidence.get("restarts_at") or []
     count = len(restarts) if isinstance(restarts, list) else "?"
     forecast = notification.get("forecast") or {}
@@ -432,8 +519,8 @@ def _escalation(notification: Mapping[str, Any], mention: str | None) -> Message
     )
     first = (
         f"{_mention(notification, mention)}*Restarts are not helping: likely leak.* "
-        f"{kind.capitalize()} *{escape(name)}* on `{escape(host)}` was restarted {count} times "
-        f"by rule `{escape(notification.get('rule', '?'))}`; {growth}. sentinel will not "
+        f"{kind.capitalize()} *{name}* on `{host}` was restarted {count} times "
+        f"by rule `{inert(notification.get('rule', '?'))}`; {growth}. sentinel will not "
         "restart it again until the restart window has passed: the fix is in the app "
         "(or its limit)."
     )
@@ -441,7 +528,7 @@ def _escalation(notification: Mapping[str, Any], mention: str | None) -> Message
     memory = _memory_block(notification)
     if memory is not None:
         blocks.append(memory)
-    blocks.append(_context(f"sentinel · {escape(notification.get('reason', ''))}"))
+    blocks.append(_context(f"sentinel · {inert(notification.get('reason', ''))}"))
     text = (
         f"{_mention(notification, mention)}Restarts are not helping: likely leak in {name} "
         f"on {host} ({count} restarts; {growth})."
@@ -450,15 +537,15 @@ def _escalation(notification: Mapping[str, Any], mention: str | None) -> Message
 
 
 def _test(notification: Mapping[str, Any]) -> Message:
-    host = str(notification.get("host") or "this host")
+    host = _host(notification)
     text = f"sentinel test message from {host}: this notifier works."
     return {
         "text": text,
         "blocks": [
             _header("sentinel: test message"),
             _section(
-                f"This is a test from sentinel on `{escape(host)}` "
-                f"(notifier `{escape(notification.get('notifier', '?'))}`). Kills, restarts "
+                f"This is a test from sentinel on `{host}` "
+                f"(notifier `{inert(notification.get('notifier', '?'))}`). Kills, restarts "
                 "and escalations will look like this channel's other sentinel messages."
             ),
         ],
@@ -466,7 +553,8 @@ def _test(notification: Mapping[str, Any]) -> Message:
 
 
 def render(notification: Mapping[str, Any], *, mention: str | None = None) -> Message:
-    """The Slack message for one notification, within Slack's limits."""
+    """The Slack message for one notification, within Slack's limits. Every outside value
+    in it went through :func:`inert`, in every field (blocks and the fallback ``text``)."""
     kind = notification.get("kind")
     if kind == "kill":
         message = _kill(notification, mention)
@@ -486,16 +574,21 @@ def render(notification: Mapping[str, Any], *, mention: str | None = None) -> Me
     return fit(message)
 
 
+def _storm_name(n: Mapping[str, Any]) -> str:
+    target = n.get("target") or {}
+    return inert(target.get("name") or target.get("id") or "?", limit=STORM_NAME_LIMIT)
+
+
 def _storm_line(n: Mapping[str, Any]) -> str:
     record = n.get("record") or {}
-    name, _ = _who(n)
-    scope = {True: "host", False: "limit"}.get(record.get("global") is True, "?")
-    if record.get("global") is None:
+    name = _storm_name(n)
+    scope = {True: "host", False: "limit"}.get(record.get("global") is True)
+    if not isinstance(record.get("global"), bool):
         scope = "?"
     at = (n.get("evidence") or {}).get("killed_at", n.get("at"))
-    stamp = clock(at if isinstance(at, int | float) else None)[11:19]
+    stamp = clock(at)[11:19] or "?"
     return (
-        f"`{stamp}` *{escape(name)}* · `{escape(record.get('comm', '?'))}` "
+        f"`{stamp}` *{name}* · `{inert(record.get('comm', '?'), limit=STORM_NAME_LIMIT)}` "
         f"RSS {human_bytes(rss_bytes(record))} · {scope}"
     )
 
@@ -508,21 +601,21 @@ def render_storm(
     kills = [k for k in kills if isinstance(k, Mapping)]
     total = len(kills)
     hosts = sorted({str(k.get("host") or "?") for k in kills}) or ["?"]
-    where = hosts[0] if len(hosts) == 1 else f"{len(hosts)} hosts"
+    where = inert(hosts[0]) if len(hosts) == 1 else f"{len(hosts)} hosts"
     times = [
         t
         for k in kills
-        for t in [(k.get("evidence") or {}).get("killed_at", k.get("at"))]
-        if isinstance(t, int | float) and math.isfinite(t)
+        for t in [_real((k.get("evidence") or {}).get("killed_at", k.get("at")))]
+        if t is not None
     ]
     span = max(times) - min(times) if len(times) > 1 else 0.0
     host_kills = sum(1 for k in kills if (k.get("record") or {}).get("global") is True)
     limit_kills = sum(1 for k in kills if (k.get("record") or {}).get("global") is False)
     unknown = len(kills) - host_kills - limit_kills
-    names = sorted({_who(k)[0] for k in kills})
+    names = sorted({_storm_name(k) for k in kills})
     summary = (
         f"{_mention({'kind': 'kill'}, mention)}*{total} OOM kills within "
-        f"{human_duration(span)} on `{escape(where)}`*: {host_kills} because the host ran out "
+        f"{human_duration(span)} on `{where}`*: {host_kills} because the host ran out "
         f"of memory, {limit_kills} at a container's own limit"
         f"{f', {unknown} unknown' if unknown else ''}."
     )
@@ -538,7 +631,7 @@ def render_storm(
     lines = [_storm_line(k) for k in kills[:STORM_LINES]]
     chunk: list[str] = []
     for line in lines:
-        if sum(len(x) + 1 for x in chunk) + len(line) > MAX_SECTION_TEXT - 100:
+        if chunk and sum(len(x) + 1 for x in chunk) + len(line) > MAX_SECTION_TEXT - 100:
             blocks.append(_section("\n".join(chunk)))
             chunk = []
         chunk.append(line)
@@ -558,16 +651,24 @@ def render_storm(
 # --- Slack's limits ------------------------------------------------------------------------
 
 
+_CUT_ENTITY = re.compile(r"&[a-z]{0,3}$")
+
+
+def _head(text: str, n: int) -> str:
+    """The first ``n`` characters of ``text``, without an entity (``&amp;``) cut in two."""
+    return _CUT_ENTITY.sub("", text[: max(0, n)])
+
+
 def cut(text: str, limit: int) -> str:
     """``text`` in at most ``limit`` characters, marked with ``…`` when cut; a code block
-    cut open is closed again."""
+    cut open is closed again, and an entity made by :func:`inert` is never cut in two."""
     if len(text) <= limit:
         return text
-    out = text[: max(0, limit - 1)] + "…"
+    out = _head(text, limit - 1) + "…"
     if out.count("```") % 2 == 1:
-        out = text[: max(0, limit - 4)] + "…```"
+        out = _head(text, limit - 4) + "…```"
         if out.count("```") % 2 == 1:  # the cut fell inside the closing fence itself
-            out = text[: max(0, limit - 4)].rstrip("`") + "…```"
+            out = _head(text, limit - 4).rstrip("`") + "…```"
     return out[:limit]
 
 
