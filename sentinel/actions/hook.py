@@ -2,8 +2,11 @@
 
 The command runs without a shell, in a new session (its own process group), with stdin from
 ``/dev/null`` and sentinel's environment plus the target and the decision described in
-``SENTINEL_*`` variables (:func:`environment`). Its output is captured up to
-:data:`MAX_OUTPUT` bytes per stream; on timeout its whole process group is killed
+``SENTINEL_*`` variables (:func:`environment`). sentinel's secrets are not in that
+environment (:func:`sentinel.redact.hook_environment`: the variables its notifiers read,
+``SLACK_*``, anything holding a token) unless the rule names them in ``pass_env``. Its output
+is captured up to :data:`MAX_OUTPUT` characters per stream, with every secret sentinel knows
+redacted (:func:`sentinel.redact.scrub`); on timeout its whole process group is killed
 (SIGKILL). Not run at all in dry run.
 """
 
@@ -19,12 +22,15 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sentinel import redact
 from sentinel.actions._result import done, failed, would
 from sentinel.model import ActionResult, Target
 
 ACTION = "run"
 MAX_OUTPUT = 8192
-"""Bytes of stdout and of stderr kept for the log and the state; the rest is counted."""
+"""Characters of stdout and of stderr kept for the log and the state; the rest is counted."""
+_MARGIN = 4096
+"""Bytes read past :data:`MAX_OUTPUT` so that a secret across the cut is still redacted."""
 REAP_S = 5.0
 """How long to wait for the killed process group's pipes to close and the hook to be
 reaped after a timeout."""
@@ -79,10 +85,15 @@ def run(
     rule: str = "",
     reason: str = "",
     evidence: Mapping[str, Any] | None = None,
+    pass_env: Sequence[str] = (),
 ) -> ActionResult:
-    """Run ``command`` for ``target``; ok when it exits 0 within ``timeout`` seconds."""
+    """Run ``command`` for ``target``; ok when it exits 0 within ``timeout`` seconds.
+    ``pass_env`` names variables of sentinel's environment to hand on even if secret."""
     env = environment(target, rule=rule, reason=reason, evidence=evidence, dry_run=dry_run)
-    detail: dict[str, Any] = {"command": list(command), "timeout_s": timeout}
+    shown = [redact.scrub(arg) for arg in command]  # an argument may carry a URL's secret
+    detail: dict[str, Any] = {"command": shown, "timeout_s": timeout}
+    if pass_env:
+        detail["pass_env"] = list(pass_env)
     if dry_run:
         return would(ACTION, target, {**detail, "env": env})
     t0 = time.monotonic()
@@ -92,7 +103,7 @@ def run(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env={**os.environ, **env},
+            env={**redact.hook_environment(os.environ, pass_env), **env},
             start_new_session=True,
         )
     except OSError as e:
@@ -107,7 +118,7 @@ def run(
         took_s=round(time.monotonic() - t0, 3),
     )
     for name, (kept, total) in out.items():
-        detail[name] = kept.decode("utf-8", "replace")
+        detail[name] = redact.scrub(kept.decode("utf-8", "replace"))[:MAX_OUTPUT]
         detail[f"{name}_bytes"] = total
     if timed_out:
         error = f"timed out after {timeout:g}s: its process group was killed"
@@ -121,8 +132,8 @@ def run(
 def _collect(
     proc: subprocess.Popen[bytes], deadline: float
 ) -> tuple[dict[str, tuple[bytes, int]], bool]:
-    """Read both pipes until they close, keeping :data:`MAX_OUTPUT` bytes of each, and
-    reap the hook; past ``deadline`` kill its process group. Whether it timed out."""
+    """Read both pipes until they close, keeping :data:`MAX_OUTPUT` bytes of each (and a
+    margin), and reap the hook; past ``deadline`` kill its process group. Whether it timed out."""
     assert proc.stdout is not None
     assert proc.stderr is not None
     names = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr"}
@@ -148,7 +159,7 @@ def _collect(
                     continue
                 name = names[key.fd]
                 totals[name] += len(data)
-                room = MAX_OUTPUT - len(kept[name])
+                room = MAX_OUTPUT + _MARGIN - len(kept[name])
                 if room > 0:
                     kept[name] += data[:room]
     try:

@@ -12,23 +12,28 @@ hand back sentinel's own errors:
   ``not_in_channel``, ``invalid_blocks`` ...
 
 The secret (a token, or a webhook URL, which is a secret itself) is redacted from every
-message this module raises, and slack_sdk's own logger, which writes request headers at
-debug level, is silenced. slack_sdk's built-in retries are off: the outbox retries, with
-backoff, across restarts.
+message this module raises (:mod:`sentinel.redact`), and slack_sdk's own logger, which
+writes request headers at debug level, is silenced. slack_sdk's built-in retries are off:
+the outbox retries, with backoff, across restarts. Redirects are not followed: urllib would
+send the bearer token on to wherever a ``Location`` points (turning the POST into a GET);
+a 3xx is a :class:`SlackRejected`.
 """
 
 from __future__ import annotations
 
+import http.client
 import logging
-import re
 import urllib.error
+import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from slack_sdk.errors import SlackApiError, SlackClientError, SlackRequestError
 from slack_sdk.web import WebClient
 from slack_sdk.webhook import WebhookClient
+from slack_sdk.webhook.webhook_response import WebhookResponse
 
+from sentinel import redact as _redact
 from sentinel.errors import SentinelError, TemporaryError
 
 RATE_LIMIT_DELAY = 30.0
@@ -37,13 +42,64 @@ SERVER_ERROR_DELAY = 5.0
 _TEMPORARY = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
-_TOKEN = re.compile(r"xox[a-z]-[A-Za-z0-9-]+")
-_HOOK = re.compile(r"https?://[^\s\"']*/services/[^\s\"']+")
-REDACTED = "[redacted]"
+REDACTED = _redact.REDACTED
 
 # slack_sdk logs every request with its headers (the bearer token) at debug level: its
 # clients get this logger, which is a dead end (no handlers, no parent, nothing enabled).
 _QUIET = logging.Logger("sentinel.clients.slack.quiet", level=logging.CRITICAL + 1)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A 3xx is an answer (an error), not a detour: urllib's default handler would resend
+    the request's headers, the bearer token among them, to the ``Location``."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _open(request: urllib.request.Request, *, ssl: Any, proxy: Any, timeout: float) -> Any:
+    """slack_sdk's own request, through an opener that follows no redirect."""
+    handlers: list[urllib.request.BaseHandler] = [
+        _NoRedirect(),
+        urllib.request.HTTPSHandler(context=ssl),
+    ]
+    if isinstance(proxy, str):
+        handlers.append(urllib.request.ProxyHandler({"http": proxy, "https": proxy}))
+    return urllib.request.build_opener(*handlers).open(request, timeout=timeout)
+
+
+def _http_only(url: str) -> None:
+    if not url.lower().startswith(("http://", "https://")):
+        raise SlackRequestError("not an http:// or https:// URL")
+
+
+class _WebClient(WebClient):
+    """``WebClient`` whose requests follow no redirect (slack_sdk's hook for the transport
+    is this internal method; ``tests/test_secrets.py`` fails should it change)."""
+
+    def _perform_urllib_http_request_internal(
+        self, url: str, req: urllib.request.Request
+    ) -> dict[str, Any]:
+        _http_only(url)
+        with _open(req, ssl=self.ssl, proxy=self.proxy, timeout=self.timeout) as resp:
+            charset = resp.headers.get_content_charset() or "utf-8"
+            body: str = resp.read().decode(charset, "replace")
+            return {"status": resp.code, "headers": resp.headers, "body": body}
+
+
+class _WebhookClient(WebhookClient):
+    """``WebhookClient`` whose requests follow no redirect (as :class:`_WebClient`)."""
+
+    def _perform_http_request_internal(
+        self, url: str, req: urllib.request.Request
+    ) -> WebhookResponse:
+        _http_only(url)
+        with _open(req, ssl=self.ssl, proxy=self.proxy, timeout=self.timeout) as resp:
+            charset = resp.headers.get_content_charset() or "utf-8"
+            body = resp.read().decode(charset, "replace")
+            return WebhookResponse(
+                url=url, status_code=resp.status, body=body, headers=resp.headers
+            )
 
 
 class SlackRejected(SentinelError):
@@ -55,12 +111,39 @@ class SlackRejected(SentinelError):
 
 
 def redact(text: str, *secrets: str | None) -> str:
-    """``text`` without the given secrets, nor anything shaped like a Slack token or a
-    webhook URL."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return _HOOK.sub(REDACTED, _TOKEN.sub(REDACTED, text))
+    """``text`` without the given secrets, nor any secret the process knows, nor anything
+    shaped like a Slack token or a webhook URL (:func:`sentinel.redact.scrub`)."""
+    return _redact.scrub(text, *secrets)
+
+
+def problem(kind: str, value: str) -> str | None:
+    """Why ``value`` cannot be a Slack ``token`` or ``webhook_url`` (never quoting it), or
+    None when it can."""
+    if not value or any(c.isspace() or not c.isprintable() for c in value):
+        return "is empty or has spaces, line breaks or control characters inside"
+    if kind == "webhook_url":
+        shown = _redact.url(value)
+        if not value.lower().startswith(("http://", "https://")) or shown == REDACTED:
+            return "is not an http:// or https:// URL"
+        if "@" in value.split("://", 1)[1].split("/", 1)[0]:
+            return "has a user or password in it (Slack's webhook URLs have none)"
+    return None
+
+
+_TRANSPORT = (
+    SlackClientError,
+    urllib.error.URLError,
+    OSError,
+    ValueError,  # urllib: a header value with a line break, a URL it cannot parse
+    http.client.HTTPException,  # a broken answer (BadStatusLine ...)
+)
+
+
+def _redirected(method: str, status: int) -> str:
+    return (
+        f"Slack {method}: HTTP {status}, a redirect: not followed (it would carry the "
+        "secret elsewhere); give the final URL"
+    )
 
 
 def _retry_after(headers: Mapping[str, Any] | None, default: float) -> float:
@@ -87,13 +170,19 @@ class SlackClient:
     ) -> None:
         if (token is None) == (webhook_url is None):
             raise ValueError("SlackClient needs a token or a webhook URL (one of them)")
+        kind, secret = ("token", token) if token is not None else ("webhook_url", webhook_url)
+        assert secret is not None
+        _redact.remember(secret)
+        why = problem(kind, secret)
+        if why is not None:
+            raise SentinelError(f"Slack {kind.replace('_', ' ')} {why}")
         self._token = token
         self._webhook_url = webhook_url
         self._web: WebClient | None = None
         self._hook: WebhookClient | None = None
         seconds = max(1, round(timeout))
         if token is not None:
-            self._web = WebClient(
+            self._web = _WebClient(
                 token=token,
                 base_url=api_url if api_url.endswith("/") else api_url + "/",
                 timeout=seconds,
@@ -102,7 +191,7 @@ class SlackClient:
             )
         else:
             assert webhook_url is not None
-            self._hook = WebhookClient(
+            self._hook = _WebhookClient(
                 webhook_url, timeout=seconds, logger=_QUIET, retry_handlers=[]
             )
 
@@ -134,7 +223,7 @@ class SlackClient:
             response = self._web.chat_postMessage(**args)
         except SlackApiError as e:
             raise self._api_error("chat.postMessage", e) from None
-        except (SlackClientError, urllib.error.URLError, OSError) as e:
+        except _TRANSPORT as e:
             raise self._transport_error("chat.postMessage", e) from None
         ts = response.get("ts")
         return str(ts) if ts is not None else None
@@ -147,7 +236,7 @@ class SlackClient:
             response = self._web.auth_test()
         except SlackApiError as e:
             raise self._api_error("auth.test", e) from None
-        except (SlackClientError, urllib.error.URLError, OSError) as e:
+        except _TRANSPORT as e:
             raise self._transport_error("auth.test", e) from None
         return {k: response.get(k) for k in ("team", "user", "bot_id", "url")}
 
@@ -155,12 +244,14 @@ class SlackClient:
         assert self._hook is not None
         try:
             response = self._hook.send_dict({"text": text, "blocks": list(blocks)})
-        except (SlackClientError, urllib.error.URLError, OSError) as e:
+        except _TRANSPORT as e:
             raise self._transport_error("incoming webhook", e) from None
         status = response.status_code
         body = (response.body or "").strip()
         if 200 <= status < 300:
             return
+        if 300 <= status < 400:
+            raise SlackRejected(_redirected("incoming webhook", status), error=f"http_{status}")
         what = self._redact(f"Slack incoming webhook: HTTP {status}: {body[:200]}")
         if status == 429:
             delay = _retry_after(response.headers, RATE_LIMIT_DELAY)
@@ -172,6 +263,8 @@ class SlackClient:
     def _api_error(self, method: str, e: SlackApiError) -> SentinelError:
         response = e.response
         status = int(getattr(response, "status_code", 0) or 0)
+        if 300 <= status < 400:
+            return SlackRejected(_redirected(method, status), error=f"http_{status}")
         data = getattr(response, "data", None)
         error = str(data.get("error", "")) if isinstance(data, dict) else ""
         detail = error or f"HTTP {status}"
@@ -190,7 +283,7 @@ class SlackClient:
         return SlackRejected(what, error=error or f"http_{status}")
 
     def _transport_error(self, method: str, e: BaseException) -> SentinelError:
-        if isinstance(e, SlackRequestError):
+        if isinstance(e, (SlackRequestError, ValueError)):  # a request that cannot be made
             return SentinelError(self._redact(f"Slack {method}: {e}"))
         reason = getattr(e, "reason", None) or e
         return TemporaryError(

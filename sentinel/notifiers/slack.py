@@ -5,16 +5,23 @@ and never kept anywhere but in the client in memory: the outbox holds the neutra
 With ``thread_per_target``, the first message about a target starts its thread (its ``ts``
 is kept in the state) and later ones reply there; kills and escalations are also shown in
 the channel (``reply_broadcast``). Storms are posted at the top level.
+
+Building a sender tells :mod:`sentinel.redact` which variable (and file contents) holds its
+secret: from then on it is scrubbed from every error and hook output, and kept from hooks'
+environments. A secret with a line break or space inside, or a webhook URL that is not
+http(s), is refused with one line naming the notifier and where the secret came from.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sentinel.clients.slack import SlackClient
+from sentinel import redact
+from sentinel.clients.slack import SlackClient, problem
 from sentinel.errors import SentinelError
 from sentinel.notifiers.slack_render import render
 from sentinel.policy.model import SlackNotifier
@@ -47,29 +54,51 @@ class SlackSender:
         self._factory = client_factory
         self._client: SlackClient | None = None
         self._secret: str | None = None
+        redact.remember_env([config.token_env or "", config.webhook_url_env or ""], self.environ)
+        if config.token_file is not None:
+            # known from the start, so that a hook run before the first message cannot show
+            # it; a file that cannot be read is reported when a message is sent
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                redact.remember(Path(config.token_file).read_text(encoding="utf-8"))
 
     def _read_secret(self) -> tuple[str, str]:
         """``("token" | "webhook_url", value)``, read now (a rotated secret is picked up)."""
         c = self.config
         if c.token_file is not None:
             try:
-                value = Path(c.token_file).read_text(encoding="utf-8").strip()
+                value = Path(c.token_file).read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise SentinelError(
+                    f"notifier {self.name}: token_file {c.token_file} is not UTF-8 text"
+                ) from None
             except OSError as e:
                 raise SentinelError(
                     f"notifier {self.name}: cannot read token_file {c.token_file}: "
                     f"{e.strerror or e}"
                 ) from None
+            redact.remember(value)
+            value = value.strip()
             if not value:
                 raise SentinelError(f"notifier {self.name}: token_file {c.token_file} is empty")
-            return "token", value
+            return "token", self._checked("token", value, f"token_file {c.token_file}")
         env = c.token_env or c.webhook_url_env
         assert env is not None
-        value = self.environ.get(env, "").strip()
+        value = self.environ.get(env, "")
+        redact.remember(value)
+        value = value.strip()
         if not value:
             raise SentinelError(
                 f"notifier {self.name}: environment variable {env} is not set (or empty)"
             )
-        return ("token" if c.token_env else "webhook_url"), value
+        kind = "token" if c.token_env else "webhook_url"
+        return kind, self._checked(kind, value, f"environment variable {env}")
+
+    def _checked(self, kind: str, value: str, where: str) -> str:
+        why = problem(kind, value)
+        if why is not None:
+            what = "a Slack token" if kind == "token" else "a Slack webhook URL"
+            raise SentinelError(f"notifier {self.name}: {where} holds {what} that {why}")
+        return value
 
     def client(self) -> SlackClient:
         kind, secret = self._read_secret()

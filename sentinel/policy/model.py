@@ -21,6 +21,7 @@ A policy file::
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -29,9 +30,12 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     Tag,
+    field_serializer,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -190,6 +194,23 @@ def _http_url(value: Any) -> Any:
 HttpUrl = Annotated[str, BeforeValidator(_http_url)]
 
 
+def _shown_url(value: str | None) -> str | None:
+    """A URL as the policy prints back (``sentinel check``, the start of ``sentinel run``):
+    its userinfo and query, which may hold secrets, replaced with ``***``."""
+    if value is None:
+        return None
+    try:
+        parts = urllib.parse.urlsplit(value)
+    except ValueError:
+        return "***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    query = "***" if parts.query else ""
+    fragment = "***" if parts.fragment else ""
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+
+
 class SlackNotifier(_Model):
     """Posts to Slack: Block Kit messages with a plain-text fallback, through the Web API
     (a bot token with ``chat:write``) or an incoming webhook. The secret is read from the
@@ -287,6 +308,10 @@ class SlackNotifier(_Model):
             )
         return self
 
+    @field_serializer("api_url")
+    def _show_api_url(self, value: str) -> str | None:
+        return _shown_url(value)
+
 
 class WebhookNotifier(_Model):
     """POSTs each notification as JSON to a URL: the neutral payload, documented in the README
@@ -303,20 +328,24 @@ class WebhookNotifier(_Model):
     url: HttpUrl | None = Field(
         default=None,
         description=(
-            "The URL to POST to. Give `url` or `url_env` (prefer `url_env` when the URL "
-            "carries a secret)."
+            "The URL to POST to (http or https). Give `url` or `url_env` (prefer `url_env` "
+            "when the URL carries a secret). A `user:password@` in it is sent as basic "
+            "authentication. Redirects are not followed: a 3xx answer is a failure."
         ),
     )
     url_env: Annotated[str, Field(min_length=1)] | None = Field(
         default=None,
-        description="Name of the environment variable holding the URL, read at each send.",
+        description=(
+            "Name of the environment variable holding the URL (http or https), read at each "
+            "send; unset, empty or another scheme is an error."
+        ),
     )
     headers: dict[str, str] = Field(
         default_factory=dict,
         description=(
             "Extra request headers, e.g. `{X-Team: sre}`. A value `${NAME}` is read from "
-            "environment variable NAME at send time (for an `Authorization` secret). "
-            "Default: none."
+            "environment variable NAME at send time (for an `Authorization` secret); an "
+            "unset or empty NAME is an error. Default: none."
         ),
     )
     timeout: Annotated[Duration, Field(gt=0)] = Field(
@@ -329,6 +358,10 @@ class WebhookNotifier(_Model):
         if (self.url is None) == (self.url_env is None):
             raise PydanticCustomError("webhook_url", "expected exactly one of `url` or `url_env`")
         return self
+
+    @field_serializer("url")
+    def _show_url(self, value: str | None) -> str | None:
+        return _shown_url(value)
 
 
 # A discriminated union on ``type``: every notifier model has a ``type: Literal[...]`` field.
@@ -563,13 +596,30 @@ class RunSpec(_Model):
         description=(
             "Program and arguments (no shell). The target is described in the environment: "
             "SENTINEL_RULE, SENTINEL_TARGET_ID, SENTINEL_TARGET_NAME, SENTINEL_TARGET_IMAGE, "
-            "SENTINEL_TARGET_PID, SENTINEL_REASON, SENTINEL_EVIDENCE (JSON)."
+            "SENTINEL_TARGET_PID, SENTINEL_REASON, SENTINEL_EVIDENCE (JSON). sentinel's "
+            "secrets are not: see `pass_env`."
+        ),
+    )
+    pass_env: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
+        default_factory=list,
+        description=(
+            "Names of environment variables holding secrets to hand to the hook, e.g. "
+            "`[SLACK_BOT_TOKEN]`. Without it a hook gets sentinel's environment less its "
+            "secrets: the variables notifiers read, `SLACK_*`, and any holding a token. "
+            "Known secrets are redacted from the hook's output either way. Default: none."
         ),
     )
     timeout: Annotated[Duration, Field(gt=0)] = Field(
         default=_as_written("10s"),
         description="Kill the hook after this long. Default 10s: a hook must not stall sentinel.",
     )
+
+    @model_serializer(mode="wrap")
+    def _without_empty_pass_env(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("pass_env"):
+            data.pop("pass_env", None)  # printed back as written: absent when not given
+        return data
 
 
 class RunAction(_Model):
