@@ -225,6 +225,7 @@ class Daemon:
         """Monotonic time the last successful tick ended: health means the ticks go on."""
         self._stale_after = tick_deadline(policy)
         self._last_kmsg: float | None = None
+        self._started_since_boot: float | None = None
         """Monotonic time the kmsg follower last read or waited: it is alive."""
         self._threads: list[threading.Thread] = []
         self.scheduler = BackgroundScheduler(timezone="UTC")
@@ -237,6 +238,9 @@ class Daemon:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        # Kernel timestamps count from boot, as CLOCK_MONOTONIC does: what the kernel logged
+        # from here on happened while sentinel watched.
+        self._started_since_boot = time.clock_gettime(time.CLOCK_MONOTONIC)
         self._pending_at_start = {
             d.id
             for d in self.store.decisions(since=self.clock() - HISTORY_WINDOW)
@@ -394,8 +398,9 @@ class Daemon:
                 return
             records = parser.flush() if line is None else parser.feed(line)
             for record in records:
-                self.on_kill(record, act=not backlog)
-                old_kills += backlog
+                old = backlog and self._before_start(record)
+                self.on_kill(record, act=not old)
+                old_kills += old
             if line is None and backlog:
                 backlog = False
                 event(log, "kmsg-backlog", kills=old_kills, acted_on=False)
@@ -408,6 +413,14 @@ class Daemon:
                 lost = reader.lost
             if line is None and not parser.busy and reader.last_seq is not None:
                 self.store.set_position("kmsg", self.boot_id, reader.last_seq)
+
+    def _before_start(self, record: KillRecord) -> bool:
+        """A kill in the first read of the buffer that the kernel logged before sentinel
+        started (a second of slack: clocks). A kill while that read is still going (a long
+        buffer) is new and handled."""
+        ts = record.kernel_timestamp
+        started = self._started_since_boot
+        return ts is None or started is None or ts < started - 1.0
 
     def on_kill(self, record: KillRecord, *, act: bool = True) -> None:
         """Store a kill once, log it, and (``act``) evaluate the rules at once."""
