@@ -84,6 +84,9 @@ class Message:
     reply_broadcast: bool
     accepted_at: float
     via: str
+    parse: Any = None
+    """``parse`` as sent (``"none"``: Slack auto-links nothing)."""
+    link_names: Any = None
 
 
 @dataclass
@@ -176,6 +179,8 @@ class SlackServer:
                 reply_broadcast=bool(body.get("reply_broadcast")),
                 accepted_at=time.time(),
                 via=via,
+                parse=body.get("parse"),
+                link_names=body.get("link_names"),
             )
             self.messages.append(message)
             return message

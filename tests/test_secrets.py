@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from sentinel import redact
-from sentinel.actions import hook
+from sentinel.actions import Clients, execute, hook
 from sentinel.actions._log import action_line
 from sentinel.clients.slack import SlackClient, SlackRejected
 from sentinel.errors import SentinelError
@@ -34,7 +34,8 @@ from sentinel.model import Target
 from sentinel.notifiers.delivery import deliver
 from sentinel.notifiers.slack import SlackSender
 from sentinel.notifiers.webhook import WebhookSender
-from sentinel.policy.model import SlackNotifier, WebhookNotifier
+from sentinel.policy import Decision
+from sentinel.policy.model import RunAction, RunSpec, SlackNotifier, WebhookNotifier
 from sentinel.store import Store
 from slack_server import CHANNEL, TOKEN, WEBHOOK_PATH, SlackServer, slack_server
 
@@ -483,3 +484,40 @@ def test_scrub_keeps_text_and_hides_what_it_knows() -> None:
         "(see https://***@h.example/x?***). token [redacted], [redacted] and "
         "https://h.example/fine."
     )
+
+
+def test_a_rules_pass_env_reaches_the_hook_the_daemon_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The daemon runs hooks through sentinel.actions.execute: the rule's pass_env must
+    # travel that way too, or a rule can never hand its hook the secret it names.
+    monkeypatch.setenv("HOOK_TEST_PAGER_TOKEN", "HEADERsecret2")
+    WebhookSender(
+        "pager",
+        WebhookNotifier(
+            type="webhook",
+            url="https://pager.invalid/hook",
+            headers={"Authorization": "Bearer ${HOOK_TEST_PAGER_TOKEN}"},
+        ),
+    )
+    target = Target(id="t", name="t", runtime="process")
+    command = [sys.executable, "-S", "-c", LIST_ENV]
+
+    def seen(pass_env: list[str]) -> dict[str, Any]:
+        action = RunAction(run=RunSpec(command=command, timeout=10.0, pass_env=pass_env))
+        decision = Decision(
+            rule="page",
+            target=target,
+            action=action,
+            at=0.0,
+            reason="test",
+            evidence={},
+            dry_run=False,
+        )
+        result = execute(decision, target, clients=Clients(), dry_run=False, recheck=lambda: True)
+        assert result.ok, result
+        out: dict[str, Any] = json.loads(result.detail["stdout"])
+        return out
+
+    assert "HOOK_TEST_PAGER_TOKEN" not in seen([])
+    assert seen(["HOOK_TEST_PAGER_TOKEN"])["HOOK_TEST_PAGER_TOKEN"] == sha("HEADERsecret2")

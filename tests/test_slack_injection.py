@@ -410,6 +410,9 @@ def test_every_kind_arrives_inert_through_slack_sdk(
         assert_inert(message, render(builds(lambda s: f"v{s}")[kind]))
         assert_auto_parsing_off(m.blocks)
         assert value in visible(m.text), kind
+        # and the top-level text: Slack links and pings nothing it finds in it by itself
+        assert m.parse == "none", kind
+        assert m.link_names in (False, "false", "0", 0), kind
 
 
 def test_a_storm_grouped_by_the_outbox_arrives_inert(server: SlackServer, store: Store) -> None:

@@ -101,6 +101,7 @@ def execute(
             rule=decision.rule,
             reason=decision.reason,
             evidence=decision.evidence,
+            pass_env=action.run.pass_env,
         )
     elif isinstance(action, OomScoreAdjAction):
         result = oom_score_adj.apply(

@@ -214,7 +214,15 @@ class SlackClient:
             self._send_webhook(text, blocks)
             return None
         assert self._web is not None
-        args: dict[str, Any] = {"channel": channel, "text": text, "blocks": list(blocks)}
+        # parse=none, link_names off: Slack formats only what the message spells out (the
+        # policy's own `mention`), never a bare @channel or URL found in outside text.
+        args: dict[str, Any] = {
+            "channel": channel,
+            "text": text,
+            "blocks": list(blocks),
+            "parse": "none",
+            "link_names": False,
+        }
         if thread_ts is not None:
             args["thread_ts"] = thread_ts
             if reply_broadcast:
@@ -243,7 +251,9 @@ class SlackClient:
     def _send_webhook(self, text: str, blocks: Sequence[Mapping[str, Any]]) -> None:
         assert self._hook is not None
         try:
-            response = self._hook.send_dict({"text": text, "blocks": list(blocks)})
+            response = self._hook.send_dict(
+                {"text": text, "blocks": list(blocks), "parse": "none", "link_names": False}
+            )
         except _TRANSPORT as e:
             raise self._transport_error("incoming webhook", e) from None
         status = response.status_code

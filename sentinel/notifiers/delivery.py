@@ -28,6 +28,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from sentinel import redact
 from sentinel.errors import SentinelError, TemporaryError
 from sentinel.store import OutboxItem, Store
 
@@ -100,14 +101,11 @@ def deliver(store: Store, senders: Mapping[str, Sender], now: float) -> tuple[in
             log.error("notifier %s: %s (retry in %.0fs)", item.notifier, e, BACKOFF_MAX)
             continue
         except Exception as e:  # a bug in a sender: keep the item, say so, go on
-            store.mark_failed(
-                item.id,
-                error=f"{type(e).__name__}: {e}",
-                retry_at=now + BACKOFF_MAX,
-                permanent=True,
-            )
+            error = redact.scrub(f"{type(e).__name__}: {e}")
+            store.mark_failed(item.id, error=error, retry_at=now + BACKOFF_MAX, permanent=True)
             failed += 1
-            log.exception("notifier %s: outbox item %d", item.notifier, item.id)
+            log.error("notifier %s: outbox item %d: %s (a bug)", item.notifier, item.id, error)
+            log.debug("notifier %s: the traceback", item.notifier, exc_info=True)
             continue
         store.mark_sent(item.id, now)
         sent += 1

@@ -8,10 +8,14 @@ import sys
 import time
 from typing import Any
 
+from sentinel import redact
+
 
 class JsonFormatter(logging.Formatter):
     """``{"ts": ..., "level": ..., "logger": ..., ...}``: a message that is already a JSON
-    object (actions, decisions, kills) is merged in; any other message goes under ``msg``."""
+    object (actions, decisions, kills) is merged in; any other message goes under ``msg``.
+    The line is scrubbed of every known secret (:func:`sentinel.redact.scrub`) last: a
+    safety net under the senders' own care."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -32,7 +36,7 @@ class JsonFormatter(logging.Formatter):
             line["msg"] = message
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return redact.scrub(json.dumps(line, default=str))
 
 
 def configure(level: int = logging.INFO) -> None:
