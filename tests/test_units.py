@@ -75,3 +75,55 @@ def test_formatting() -> None:
     assert format_duration(45) == "45s"
     assert format_duration(3 * 3600 + 300) == "3h05m"
     assert format_duration(2 * 86400 + 4 * 3600) == "2d04h"
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("1e400", "out of range"),
+        ("1e400Pi", "out of range"),
+        ("1e308Pi", "out of range"),
+        ("1e999999999999", "out of range"),  # no 10**999999999999 computed: at once
+        (".inf", "not a size"),
+        ("NaN", "not a size"),
+        ("1e20 s", "unknown size unit"),
+        ("9" * 100, "too long"),  # int() of 5000 digits would raise its own error
+    ],
+)
+def test_parse_size_that_overflows(text: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says) as caught:
+        parse_size(text)
+    assert len(str(caught.value)) < 120  # the text is cut in the message
+
+
+def test_parse_size_exponents() -> None:
+    assert parse_size("1e-400") == 0
+    assert parse_size("1.5e3Ki") == 1536000
+    assert parse_size("1e18") == 10**18
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("1e400", "not a duration"),
+        ("1e20 s", "not a duration"),
+        (".inf", "not a duration"),
+        ("nan", "not a duration"),
+        ("9" * 400 + "s", "too long"),
+    ],
+)
+def test_parse_duration_that_overflows(text: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        parse_duration(text)
+
+
+def test_huge_but_finite_duration_is_the_callers_to_bound() -> None:
+    assert parse_duration("99999999999999999999d") == pytest.approx(8.64e24)
+
+
+def test_formatting_non_finite() -> None:
+    assert format_duration(float("inf")) == "never"
+    assert format_duration(float("-inf")) == "0s"
+    assert format_duration(float("nan")) == "?"
+    assert format_size(float("inf")) == "inf"
+    assert format_size(float("nan")) == "nan"

@@ -1,14 +1,17 @@
 """The ``sentinel`` command: thin argument parsing over the rest of the package.
 
-Exit codes (every subcommand): 0 success / something found, 1 nothing found, 2 an error
-(the message names what failed), 130 interrupted.
+Exit codes (every subcommand): 0 success / something found, 1 nothing found (or
+unhealthy), 2 a user error (one line on stderr names what failed), 70 an internal error (a
+bug in sentinel: one short line, the traceback only with ``-v``), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from sentinel import __version__
@@ -19,7 +22,13 @@ from sentinel.cli import parse as parse_cmd
 from sentinel.cli import policy as policy_cmd
 from sentinel.cli import run as run_cmd
 from sentinel.cli import top as top_cmd
-from sentinel.cli.common import EXIT_ERROR, EXIT_OK
+from sentinel.cli.common import (
+    EXIT_ERROR,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    one_line,
+)
 from sentinel.errors import SentinelError
 
 
@@ -68,13 +77,58 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
         else:
-            print(f"sentinel: error: {e}", file=sys.stderr)
+            print(f"sentinel: error: {one_line(str(e))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
+        _quiet_stdout()
         return EXIT_OK
+    except OSError as e:  # the machine said no (a full disk, a vanished terminal): not a bug
+        where = f": {e.filename}" if e.filename else ""
+        print(f"sentinel: error: {one_line(str(e.strerror or e))}{where}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as e:
+        return _internal_error(e, verbose=args.verbose > 0)
     return code
+
+
+def _internal_error(e: Exception, *, verbose: bool) -> int:
+    """A bug: one short line naming the exception and where it rose (not its message,
+    which may hold anything, a token included); the traceback only with ``-v``."""
+    if verbose:
+        traceback.print_exception(e, file=sys.stderr)
+    frames = traceback.extract_tb(e.__traceback__)
+    where = ""
+    if frames:
+        last = frames[-1]
+        name = last.filename
+        marker = f"{os.sep}sentinel{os.sep}"
+        if marker in name:
+            name = "sentinel" + os.sep + name.rsplit(marker, 1)[1]
+        else:
+            name = os.path.basename(name)
+        where = f" at {name}:{last.lineno}"
+    hint = "" if verbose else "; run with -v for the traceback"
+    print(
+        f"sentinel: internal error: {type(e).__name__}{where}{hint}",
+        file=sys.stderr,
+    )
+    return EXIT_INTERNAL
+
+
+def _quiet_stdout() -> None:
+    """The reader of stdout went away (``sentinel parse | head``): point stdout at
+    /dev/null so Python's flush at exit does not print a second BrokenPipeError."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # a StringIO in tests: nothing to redirect
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":  # pragma: no cover

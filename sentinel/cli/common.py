@@ -1,13 +1,93 @@
-"""What every subcommand shares: exit codes, output format choice, a progress bar."""
+"""What every subcommand shares: exit codes, argument types that refuse what they cannot
+use (in one line, through argparse: exit 2), output format choice, a progress bar."""
 
 from __future__ import annotations
 
+import argparse
+import math
 import sys
 from typing import TextIO
 
+from sentinel.errors import SentinelError
+from sentinel.units import MAX_DURATION, MAX_SIZE, parse_duration, parse_size, quoted
+
 EXIT_OK = 0
+"""Success; for commands that look for something: something was found."""
 EXIT_NOTHING = 1
+"""Nothing found (``parse``, ``events``), or unhealthy (``health``)."""
 EXIT_ERROR = 2
+"""A user error: bad arguments or input; one line on stderr names what failed."""
+EXIT_INTERNAL = 70
+"""A bug in sentinel (``EX_SOFTWARE``): a short line, the traceback only with ``-v``."""
+EXIT_INTERRUPTED = 130
+"""Stopped by Ctrl-C (SIGINT)."""
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """``text`` as one printable line: control characters (newlines, escapes that would
+    drive a terminal) shown as escapes, cut to ``limit`` characters."""
+    out = "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+    return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
+def seconds_arg(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds (``0.5``, ``2``, ``1m``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            value = parse_duration(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    if math.isnan(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds above 0, got {quoted(text)}")
+    if value > MAX_DURATION:
+        raise argparse.ArgumentTypeError(f"expected at most 100 years, got {quoted(text)}")
+    return value
+
+
+def duration_arg(text: str) -> float:
+    """An argparse type: a duration of 0 to 100 years (``30s``, ``24h``, ``1h30m``)."""
+    try:
+        value = parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if value > MAX_DURATION:
+        raise argparse.ArgumentTypeError(f"expected at most 100 years, got {quoted(text)}")
+    return value
+
+
+def size_arg(text: str) -> int:
+    """An argparse type: a size above 0 and at most 8 EiB (``512Mi``, ``1GiB``, bytes)."""
+    try:
+        value = parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a size above 0, got {quoted(text)}")
+    if value > MAX_SIZE:
+        raise argparse.ArgumentTypeError(f"expected a size of at most 8 EiB, got {quoted(text)}")
+    return value
+
+
+def split_listen(text: str, origin: str = "--listen") -> tuple[str, int]:
+    """``"127.0.0.1:9310"`` -> ``("127.0.0.1", 9310)``, ``"[::1]:9310"`` -> ``("::1", 9310)``,
+    ``":9310"`` -> ``("", 9310)``; anything else is a :class:`SentinelError` naming it."""
+    host, sep, port = text.strip().rpartition(":")
+    ok = bool(sep) and port.isascii() and port.isdigit() and int(port) <= 65535
+    if ok and host.startswith("["):
+        ok = host.endswith("]") and len(host) > 2 and "[" not in host[1:]
+        host = host[1:-1]
+    elif ok:
+        ok = not any(c in host for c in ":[]/ ")
+    if not ok:
+        raise SentinelError(
+            f"{origin} {quoted(text)}: expected HOST:PORT such as 127.0.0.1:9310, "
+            "0.0.0.0:9310 or [::1]:9310 (port 0-65535)"
+        )
+    return host, int(port)
 
 
 def default_format(stream: TextIO = sys.stdout) -> str:

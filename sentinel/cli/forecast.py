@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from sentinel.cli.common import EXIT_OK, default_format
+from sentinel.cli.common import EXIT_OK, default_format, size_arg
 from sentinel.errors import SentinelError, SourceError
 from sentinel.forecast import Forecast, Forecaster
-from sentinel.units import format_duration, format_size, parse_size
+from sentinel.units import MAX_SIZE, format_duration, format_size, quoted
 
 HEADER = ("t", "usage_bytes")
 """Required leading columns; a third, ``limit_bytes``, may carry limit changes."""
@@ -21,16 +21,6 @@ HEADER = ("t", "usage_bytes")
 
 class TraceError(SentinelError):
     """A trace file that is not ``t,usage_bytes[,limit_bytes]`` CSV; names file and line."""
-
-
-def _size(text: str) -> int:
-    try:
-        value = parse_size(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from e
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"the limit must be above 0, got {text!r}")
-    return value
 
 
 def register(sub: Any) -> None:
@@ -49,7 +39,7 @@ def register(sub: Any) -> None:
     p.add_argument("trace", metavar="TRACE.csv", help="the trace file, or '-' for stdin")
     p.add_argument(
         "--limit",
-        type=_size,
+        type=size_arg,
         metavar="SIZE",
         help="memory limit: bytes or with a unit (512Mi, 1GiB, 2G); required unless the "
         "trace has a limit_bytes column",
@@ -71,9 +61,9 @@ def _number(text: str, name: str, where: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise TraceError(f"{where}: {name} is not a number: {text.strip()!r}") from None
+        raise TraceError(f"{where}: {name} is not a number: {quoted(text.strip())}") from None
     if not math.isfinite(value):
-        raise TraceError(f"{where}: {name} is not finite: {text.strip()!r}")
+        raise TraceError(f"{where}: {name} is not finite: {quoted(text.strip())}")
     return value
 
 
@@ -86,7 +76,7 @@ def read_trace(lines: Iterator[str], name: str) -> Iterator[tuple[float, float, 
     if header[:2] != HEADER or len(header) > 3 or header[2:] not in ((), ("limit_bytes",)):
         raise TraceError(
             f"{name}:1: expected the header 't,usage_bytes' (or 't,usage_bytes,limit_bytes'), "
-            f"got {first.strip()!r}"
+            f"got {quoted(first.strip())}"
         )
     columns = len(header)
     prev_t = -math.inf
@@ -100,12 +90,20 @@ def read_trace(lines: Iterator[str], name: str) -> Iterator[tuple[float, float, 
         t = _number(fields[0], "t", where)
         usage = _number(fields[1], "usage_bytes", where)
         if usage < 0:
-            raise TraceError(f"{where}: usage_bytes is negative: {fields[1].strip()!r}")
+            raise TraceError(f"{where}: usage_bytes is negative: {quoted(fields[1].strip())}")
+        if usage > MAX_SIZE:
+            raise TraceError(f"{where}: usage_bytes is above 8 EiB: {quoted(fields[1].strip())}")
         limit: float | None = None
         if columns == 3 and fields[2].strip():
             limit = _number(fields[2], "limit_bytes", where)
             if limit <= 0:
-                raise TraceError(f"{where}: limit_bytes must be above 0: {fields[2].strip()!r}")
+                raise TraceError(
+                    f"{where}: limit_bytes must be above 0: {quoted(fields[2].strip())}"
+                )
+            if limit > MAX_SIZE:
+                raise TraceError(
+                    f"{where}: limit_bytes is above 8 EiB: {quoted(fields[2].strip())}"
+                )
         if t < prev_t:
             raise TraceError(f"{where}: time goes backwards ({t:g} after {prev_t:g})")
         prev_t = t

@@ -6,13 +6,19 @@ import argparse
 import json
 import os
 import re
-import sys
+import sqlite3
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sentinel.cli.common import EXIT_ERROR, EXIT_NOTHING, EXIT_OK, default_format
+from sentinel.cli.common import (
+    EXIT_NOTHING,
+    EXIT_OK,
+    default_format,
+    duration_arg,
+    split_listen,
+)
 from sentinel.errors import SentinelError
 
 
@@ -37,7 +43,11 @@ def register(sub: Any) -> None:
         "this PID namespace",
     )
     p.add_argument("--state", help="state file (overrides settings.state)")
-    p.add_argument("--listen", help="host:port for /healthz /readyz /metrics ('' to disable)")
+    p.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="address for /healthz /readyz /metrics, e.g. 127.0.0.1:9310 ('' to disable)",
+    )
     p.add_argument("--docker-url", help="Docker socket (default unix:///var/run/docker.sock)")
     p.add_argument("--kmsg-path", type=Path, default=Path("/dev/kmsg"), help=argparse.SUPPRESS)
     p.set_defaults(run=run)
@@ -49,7 +59,13 @@ def register(sub: Any) -> None:
     )
     e.add_argument("-c", "--config", metavar="POLICY", help="policy file naming the state")
     e.add_argument("--state", help="state file (default: the policy's settings.state)")
-    e.add_argument("--since", default="24h", help="how far back (default 24h)")
+    e.add_argument(
+        "--since",
+        type=duration_arg,
+        default=86400.0,
+        metavar="DURATION",
+        help="how far back, e.g. 30m, 24h, 7d (default 24h)",
+    )
     e.add_argument("--format", choices=("json", "table"), help="default: table on a terminal")
     e.set_defaults(run=run_events)
 
@@ -66,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
 
     policy = _policy(args)  # a PolicyError is reported by main: exit 2, nothing started
     app_limit = _app_memory_limit() if args.mode == "sidecar" else None
+    listen = args.listen if args.listen is not None else policy.settings.listen
+    if listen:  # '' or null: no HTTP endpoint
+        check_listen(listen, "--listen" if args.listen is not None else "settings.listen")
     logs.configure()
     options = Options(
         mode=args.mode,
@@ -76,12 +95,34 @@ def run(args: argparse.Namespace) -> int:
         state=args.state,
         app_memory_limit=app_limit,
     )
-    try:
-        daemon = Daemon(policy, options)
-    except SentinelError as e:
-        print(f"sentinel: error: {e}", file=sys.stderr)
-        return EXIT_ERROR
+    daemon = Daemon(policy, options)  # a StoreError is reported by main: exit 2
     return daemon.run_forever()
+
+
+def check_listen(listen: str, origin: str) -> None:
+    """Refuse, before anything starts, an address the HTTP endpoint cannot listen on: bind
+    it once with the endpoint's own server and let it go."""
+    from sentinel.runtime.http import HealthServer, Metrics
+
+    host, port = split_listen(listen, origin)
+    try:
+        server = HealthServer(listen.strip(), Metrics(), healthy=_yes, ready=_yes)
+    except SentinelError as e:
+        if ":" in host:
+            cause = e.__cause__
+            why = getattr(cause, "strerror", None) or cause or e
+            raise SentinelError(
+                f"{origin} {listen}: the HTTP endpoint cannot listen on IPv6 ({why}); give an"
+                f" IPv4 address such as 127.0.0.1:{port} or 0.0.0.0:{port}"
+            ) from e
+        raise SentinelError(f"{origin} {listen}: {e}") from e
+    except OverflowError as e:  # a port the socket module refuses outright
+        raise SentinelError(f"{origin} {listen}: {e}") from e
+    server.server.server_close()
+
+
+def _yes() -> bool:
+    return True
 
 
 def _app_memory_limit() -> int | None:
@@ -111,50 +152,20 @@ def _app_memory_limit() -> int | None:
 
 
 def run_events(args: argparse.Namespace) -> int:
+    """Only reads: the state is opened read-only, never created nor written."""
     from sentinel.store import Store
-    from sentinel.units import parse_duration
 
     state = args.state
     if state is None:
         state = _policy(args).settings.state
-    if not Path(state).exists():
-        raise SentinelError(f"no state file at {state} (has sentinel run there?)")
-    since = time.time() - parse_duration(args.since)
-    store = Store(state)
+    since = time.time() - args.since
+    store = Store.open_read_only(state)  # a StoreError (missing, not a state) -> exit 2
     try:
-        rows: list[dict[str, Any]] = []
-        for k in store.kills(since=since):
-            r = k.record
-            rows.append(
-                {
-                    "at": k.recorded_at,
-                    "event": "kill",
-                    "target": k.target_name,
-                    "target_id": k.target_id,
-                    "pid": r.pid,
-                    "comm": r.comm,
-                    "scope": r.scope,
-                    "rss_kb": r.rss_kb,
-                    "constraint": r.constraint,
-                    "image": (k.target or {}).get("image"),
-                    "labels": (k.target or {}).get("labels"),
-                }
-            )
-        for d in store.decisions(since=since):
-            rows.append(
-                {
-                    "at": d.at,
-                    "event": "escalation" if d.action == "escalate" else "decision",
-                    "rule": d.rule,
-                    "action": d.action,
-                    "target": d.target_name,
-                    "target_id": d.target_id,
-                    "outcome": d.outcome,
-                    "dry_run": d.dry_run,
-                    "reason": d.evidence.get("reason"),
-                    "evidence": d.evidence.get("evidence"),
-                }
-            )
+        rows = _event_rows(store, since)
+    except sqlite3.DatabaseError as e:
+        raise SentinelError(f"state file {state}: cannot read it ({e})") from e
+    except (ValueError, TypeError, KeyError) as e:  # a row sentinel did not write
+        raise SentinelError(f"state file {state}: a row is not as sentinel writes it ({e})") from e
     finally:
         store.close()
     rows.sort(key=lambda r: r["at"])
@@ -165,12 +176,72 @@ def run_events(args: argparse.Namespace) -> int:
     else:
         print(f"{'TIME':20}  {'EVENT':10}  {'TARGET':28}  WHAT")
         for row in rows:
-            when = datetime.fromtimestamp(row["at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
-            if row["event"] == "kill":
-                rss = f"{row['rss_kb'] / 1024:.1f} MiB" if row["rss_kb"] is not None else "?"
-                what = f"{row['comm']}[{row['pid']}] killed, {row['scope'] or '?'} OOM, RSS {rss}"
-            else:
-                dry = " (dry run)" if row["dry_run"] else ""
-                what = f"{row['rule']}: {row['action']} -> {row['outcome']}{dry}: {row['reason']}"
-            print(f"{when:20}  {row['event']:10}  {str(row['target'])[:28]:28}  {what}")
+            print(_event_line(row))
     return EXIT_OK if rows else EXIT_NOTHING
+
+
+def _event_rows(store: Any, since: float) -> list[dict[str, Any]]:
+    """Kills and decisions since ``since``. A kill row carries its full ``record``, so
+    ``sentinel render`` takes it as it is; a notify or escalate row names its notifiers."""
+    rows: list[dict[str, Any]] = []
+    for k in store.kills(since=since):
+        r = k.record
+        rows.append(
+            {
+                "at": k.recorded_at,
+                "event": "kill",
+                "target": k.target_name,
+                "target_id": k.target_id,
+                "pid": r.pid,
+                "comm": r.comm,
+                "scope": r.scope,
+                "rss_kb": r.rss_kb,
+                "constraint": r.constraint,
+                "image": (k.target or {}).get("image"),
+                "labels": (k.target or {}).get("labels"),
+                "runtime": (k.target or {}).get("runtime"),
+                "record": r.to_dict(),
+            }
+        )
+    for d in store.decisions(since=since):
+        row: dict[str, Any] = {
+            "at": d.at,
+            "event": "escalation" if d.action == "escalate" else "decision",
+            "rule": d.rule,
+            "action": d.action,
+            "target": d.target_name,
+            "target_id": d.target_id,
+            "outcome": d.outcome,
+            "dry_run": d.dry_run,
+            "reason": d.evidence.get("reason"),
+            "evidence": d.evidence.get("evidence"),
+        }
+        if d.action in ("notify", "escalate"):
+            row["notifiers"] = _notifiers(d.evidence)
+        rows.append(row)
+    return rows
+
+
+def _notifiers(evidence: Any) -> list[str]:
+    """The notifiers a notify or escalate decision queued for (as the daemon recorded)."""
+    names = evidence.get("notifiers")
+    if isinstance(names, list):
+        return [str(n) for n in names]
+    params = evidence.get("params") or {}
+    if isinstance(params.get("value"), str):  # notify: NAME
+        return [params["value"]]
+    if isinstance(params.get("notifiers"), list):  # escalate: notifiers: [...]
+        return [str(n) for n in params["notifiers"]]
+    return []
+
+
+def _event_line(row: dict[str, Any]) -> str:
+    when = datetime.fromtimestamp(row["at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+    if row["event"] == "kill":
+        rss = f"{row['rss_kb'] / 1024:.1f} MiB" if row["rss_kb"] is not None else "?"
+        what = f"{row['comm']}[{row['pid']}] killed, {row['scope'] or '?'} OOM, RSS {rss}"
+    else:
+        dry = " (dry run)" if row["dry_run"] else ""
+        to = f" via {', '.join(row['notifiers']) or '?'}" if "notifiers" in row else ""
+        what = f"{row['rule']}: {row['action']}{to} -> {row['outcome']}{dry}: {row['reason']}"
+    return f"{when:20}  {row['event']:10}  {str(row['target'])[:28]:28}  {what}"

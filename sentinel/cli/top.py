@@ -8,7 +8,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
-from sentinel.cli.common import EXIT_OK, default_format
+from sentinel.cli.common import EXIT_OK, default_format, seconds_arg
 
 if TYPE_CHECKING:
     from sentinel.runtime.monitor import Monitor, Watched
@@ -31,11 +31,18 @@ def register(sub: Any) -> None:
     p.add_argument("--format", choices=("json", "table"), help="default: table on a terminal")
     p.add_argument(
         "--window",
-        type=float,
+        type=seconds_arg,
         default=10.0,
+        metavar="SECONDS",
         help="seconds to sample before the first view (default 10): growth needs history",
     )
-    p.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
+    p.add_argument(
+        "--interval",
+        type=seconds_arg,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between samples (default 1; above 0)",
+    )
     p.add_argument("--no-docker", action="store_true", help="do not ask Docker for names")
     p.add_argument("--docker-url", help="Docker socket (default unix:///var/run/docker.sock)")
     p.set_defaults(run=run)
