@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from sentinel.cli.run import check_listen
 from sentinel.errors import SentinelError
 from sentinel.kernel.oom import OomParser
 from sentinel.model import KillRecord
+from sentinel.runtime.http import HealthServer, Metrics
 from sentinel.store import Store
 
 DATA = Path(__file__).parent / "data"
@@ -524,3 +526,25 @@ def test_argparse_errors_stay_exit_2(argv: list[str], capsys: pytest.CaptureFixt
     assert code == 2
     assert "Traceback" not in err
     assert err.splitlines()[-1].startswith("sentinel")
+
+
+def test_the_http_endpoint_serves_on_ipv6_and_every_address() -> None:
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("this machine has no IPv6 loopback")
+    for listen, url_host in (("[::1]:0", "[::1]"), (":0", "127.0.0.1")):
+        server = HealthServer(listen, Metrics(), healthy=lambda: True, ready=lambda: True)
+        server.start()
+        try:
+            port = server.address.rpartition(":")[2]
+            if listen.startswith("["):
+                assert server.address == f"[::1]:{port}"
+            else:  # ":PORT" is every address, as documented
+                assert server.address == f"0.0.0.0:{port}"
+            with urllib.request.urlopen(f"http://{url_host}:{port}/healthz", timeout=5) as r:
+                assert r.status == 200
+        finally:
+            server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -74,9 +75,12 @@ class HealthServer:
         ready: Callable[[], bool],
     ) -> None:
         host, _, port = listen.rpartition(":")
+        host = host.strip("[]")
         handler = _handler(metrics, healthy, ready)
+        # ":9310" is every address (as documented); "[::1]:9310" an IPv6 one.
+        server_class = _ThreadingHTTPServer6 if ":" in host else ThreadingHTTPServer
         try:
-            self.server = ThreadingHTTPServer((host.strip("[]") or "127.0.0.1", int(port)), handler)
+            self.server = server_class((host or "0.0.0.0", int(port)), handler)
         except OSError as e:
             raise SentinelError(f"cannot listen on {listen}: {e.strerror or e}") from e
         self.server.daemon_threads = True
@@ -87,7 +91,8 @@ class HealthServer:
     @property
     def address(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"{host!s}:{port}"
+        host = str(host)
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def start(self) -> None:
         self.thread.start()
@@ -96,6 +101,10 @@ class HealthServer:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+
+
+class _ThreadingHTTPServer6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
 def _handler(
