@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import cgroups
+from sentinel.cli.top import fit_name
 
 SENTINEL = str(Path(sys.executable).parent / "sentinel")
 
@@ -40,6 +41,8 @@ def test_table_shows_the_host_and_a_limited_cgroup() -> None:
         "BINDS",
         "ADJ",
     ]
-    (row,) = [r for r in rows if r.startswith(cg.path[:40])]
+    # A long path keeps its end (the test's unique cgroup name), not the shared beginning.
+    (row,) = [r for r in rows if r.split()[0] == fit_name(cg.path)]
+    assert row.split()[0].endswith(cg.path.rsplit("/", 1)[1])
     assert "64.0Mi" in row.split()
     assert "cgroup" in row.split()

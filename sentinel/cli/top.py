@@ -155,7 +155,7 @@ def print_table(view: list[Watched], out: TextIO, *, docker_error: str | None = 
             binds += f" (victim {w.victim.get('comm', '?')}[{w.victim.get('pid')}])"
         rows.append(
             (
-                w.target.name[:40],
+                fit_name(w.target.name),
                 _size(s.usage_bytes),
                 _size(limit),
                 pct,
@@ -171,3 +171,12 @@ def print_table(view: list[Watched], out: TextIO, *, docker_error: str | None = 
         out.write("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() + "\n")
     if docker_error:
         out.write(f"(docker: {docker_error})\n")
+
+
+NAME_WIDTH = 40
+
+
+def fit_name(name: str, width: int = NAME_WIDTH) -> str:
+    """A long name keeps its end, where a cgroup path or pod name says which one it is
+    (``…/kubepods/burstable/pod1234/abcd``), not its shared beginning."""
+    return name if len(name) <= width else "…" + name[-(width - 1) :]
