@@ -14,8 +14,6 @@ from sentinel.errors import SourceError
 if TYPE_CHECKING:  # pydantic models load in ~0.1 s: only the commands that use them pay
     from sentinel.policy.model import Policy
 
-SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
-
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
@@ -46,15 +44,27 @@ def register(sub: Any) -> None:
 
 
 def read_policy_text(name: str) -> str:
-    """The text of a policy file (``-``: stdin), or a :class:`SourceError` saying why not."""
-    if name == "-":
-        return sys.stdin.read()
+    """The text of a policy file (``-``: stdin), or a :class:`SourceError` saying why not.
+    Reads at most :data:`MAX_POLICY_BYTES` (a :class:`PolicyError` beyond): a policy is never
+    that large, and ``/dev/zero`` must not fill the memory."""
+    from sentinel.policy.load import MAX_POLICY_BYTES, too_large
+
+    shown = "<stdin>" if name == "-" else name
     try:
-        return Path(name).read_text(encoding="utf-8")
+        if name == "-" and not hasattr(sys.stdin, "buffer"):  # a text stream (tests)
+            data = sys.stdin.read(MAX_POLICY_BYTES + 1).encode("utf-8", "surrogatepass")
+        elif name == "-":
+            data = sys.stdin.buffer.read(MAX_POLICY_BYTES + 1)
+        else:
+            with Path(name).open("rb") as f:
+                data = f.read(MAX_POLICY_BYTES + 1)
+        if len(data) > MAX_POLICY_BYTES:
+            raise too_large(shown)
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise SourceError(f"{name}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+        raise SourceError(f"{shown}: not UTF-8 text ({e.reason} at byte {e.start})") from e
     except OSError as e:
-        raise SourceError(f"{name}: cannot read the policy: {e.strerror or e}") from e
+        raise SourceError(f"{shown}: cannot read the policy: {e.strerror or e}") from e
 
 
 def load_policy_file(name: str | None) -> Policy:
@@ -80,10 +90,9 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def policy_schema() -> dict[str, Any]:
-    from sentinel.policy.model import Policy
+    from sentinel.policy.docs import policy_json_schema
 
-    schema = Policy.model_json_schema(by_alias=True, mode="validation")
-    return {"$schema": SCHEMA_DIALECT, **schema, "title": "sentinel policy"}
+    return policy_json_schema()
 
 
 def run_schema(args: argparse.Namespace) -> int:

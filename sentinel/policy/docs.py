@@ -8,14 +8,15 @@ from __future__ import annotations
 import json
 import types
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, cast, get_args, get_origin
 
 from pydantic import BaseModel, BeforeValidator
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import PydanticUndefined, core_schema
 
 from sentinel.policy import fields as f
-from sentinel.policy.model import Policy
+from sentinel.policy.model import Policy, RuleAction
 
 BEGIN = "<!-- policy-keys:begin (generated: python -m sentinel.policy.docs) -->"
 END = "<!-- policy-keys:end -->"
@@ -172,6 +173,105 @@ def reference_table() -> str:
 
 def readme_block() -> str:
     return f"{BEGIN}\n{reference_table()}\n{END}"
+
+
+# --- the JSON Schema -----------------------------------------------------------------------
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+class _PolicyJsonSchema(GenerateJsonSchema):
+    """The models' JSON Schema, as the loader reads YAML 1.2 (``sentinel.policy.load``): a
+    number written where text is expected is that text (``labels: {v: 1.10}``), so text
+    accepts numbers too; a text with its own validator (URLs) stays text only."""
+
+    def str_schema(self, schema: core_schema.StringSchema) -> JsonSchemaValue:
+        out = super().str_schema(schema)
+        return {**out, "type": ["string", "number"]}
+
+    def function_before_schema(
+        self, schema: core_schema.BeforeValidatorFunctionSchema
+    ) -> JsonSchemaValue:
+        inner = schema["schema"]
+        if inner["type"] == "str":  # text with its own validator: text only
+            return super().str_schema(cast("core_schema.StringSchema", inner))
+        return super().function_before_schema(schema)
+
+
+DISRUPTIVE = tuple(a.kind for a in get_args(RuleAction) if a.disruptive)
+
+
+def _present(key: str) -> dict[str, Any]:
+    return {"required": [key], "properties": {key: {"not": {"type": "null"}}}}
+
+
+SHORTHANDS: dict[tuple[str, str], tuple[str | None, list[dict[str, Any]]]] = {
+    ("OomKilled", "_shorthand"): (None, [{"const": True}]),
+    ("RestartAction", "_bare"): ("restart", [{"type": "null"}, {"const": True}]),
+    ("Match", "_one_or_many"): ("exclude", [{"$ref": "#/$defs/Selector"}]),
+    ("Rule", "_auto_cooldown"): ("cooldown", [{"type": "null"}]),
+}
+"""What the models' before-validators accept besides their JSON form, by (model,
+validator): (the field they widen, or None for the model itself; the extra forms). A test
+checks every before-validator of the models is here."""
+
+CONSTRAINTS: dict[str, dict[str, Any]] = {
+    "When": {
+        "anyOf": [_present(k) for k in ("projected_oom_within", "memory_above", "oom_killed")]
+    },
+    "MemoryAbove": {"oneOf": [_present("percent"), _present("bytes")]},
+    "SlackNotifier": {
+        "oneOf": [_present(k) for k in ("token_env", "token_file", "webhook_url_env")],
+        "if": _present("webhook_url_env"),
+        "then": {"properties": {"thread_per_target": {"const": False}}},
+        "else": _present("channel"),
+    },
+    "WebhookNotifier": {"oneOf": [_present("url"), _present("url_env")]},
+    "Rule": {  # without `when`, only notify and oom_score_adj
+        "if": {"not": _present("when")},
+        "then": {
+            "properties": {
+                "do": {"items": {"not": {"anyOf": [{"required": [k]} for k in DISRUPTIVE]}}}
+            }
+        },
+    },
+}
+"""What the models' after-validators check across keys, where JSON Schema can say it (the
+references between rules and notifiers it cannot)."""
+
+
+def _close_patterns(node: Any) -> None:
+    """A mapping whose keys must match a pattern (notifier names) allows no other key."""
+    if isinstance(node, dict):
+        if "patternProperties" in node:
+            node.setdefault("additionalProperties", False)
+        for value in node.values():
+            _close_patterns(value)
+    elif isinstance(node, list):
+        for value in node:
+            _close_patterns(value)
+
+
+def policy_json_schema() -> dict[str, Any]:
+    """The JSON Schema of policy files (``sentinel schema``): what the loader accepts."""
+    schema = Policy.model_json_schema(
+        by_alias=True, mode="validation", schema_generator=_PolicyJsonSchema
+    )
+    defs: dict[str, Any] = schema.get("$defs", {})
+    for (model, _), (field, forms) in SHORTHANDS.items():
+        if model not in defs:
+            continue
+        target = defs[model] if field is None else defs[model]["properties"][field]
+        if set(target) & {"$ref", "type", "properties", "oneOf", "allOf", "const", "enum"}:
+            keep = ("description", "default", "title", "examples")
+            plain = {k: target.pop(k) for k in list(target) if k not in keep}
+            target["anyOf"] = [plain]
+        target["anyOf"] = [*target["anyOf"], *forms]
+    for model, extra in CONSTRAINTS.items():
+        if model in defs:
+            defs[model].setdefault("allOf", []).append(extra)
+    _close_patterns(schema)
+    return {"$schema": SCHEMA_DIALECT, **schema, "title": "sentinel policy"}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,6 +9,7 @@ loader adds where, and what was found.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -28,22 +29,31 @@ _DURATION_STEPS: tuple[tuple[str, int], ...] = (
 )
 
 
+MAX_DURATION = 100 * 365 * 86400
+"""The longest duration a policy may give: 100 years (``.inf`` or ``1e400`` are refused
+rather than overflowing a timer or the state's timestamps)."""
+
+
 def _to_seconds(value: Any) -> float:
     if isinstance(value, bool):
         raise PydanticCustomError("duration_type", "expected a duration such as 30s, 15m, 1h30m")
     if isinstance(value, int | float):
-        if value < 0:
+        seconds = float(value) if abs(value) < 1e300 else math.copysign(math.inf, value)
+        if seconds < 0:
             raise PydanticCustomError("duration_negative", "expected a duration of 0 or more")
-        return float(value)
-    if isinstance(value, str):
+    elif isinstance(value, str):
         try:
-            return parse_duration(value)
+            seconds = parse_duration(value)
         except ValueError:
             raise PydanticCustomError(
                 "duration",
                 "expected a duration such as 5s, 15m, 24h or 1h30m (units ms, s, m, h, d, w)",
             ) from None
-    raise PydanticCustomError("duration_type", "expected a duration such as 30s, 15m, 1h30m")
+    else:
+        raise PydanticCustomError("duration_type", "expected a duration such as 30s, 15m, 1h30m")
+    if not seconds <= MAX_DURATION:  # also NaN
+        raise PydanticCustomError("duration_range", "expected a duration of at most 100 years")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:
@@ -73,7 +83,7 @@ Duration = Annotated[
         {
             "anyOf": [
                 {"type": "string", "pattern": _DURATION_PATTERN},
-                {"type": "number", "minimum": 0},
+                {"type": "number", "minimum": 0, "maximum": MAX_DURATION},
             ],
             "examples": ["30s", "15m", "24h", "1h30m"],
         }
@@ -93,22 +103,30 @@ _BINARY: tuple[tuple[str, int], ...] = (
 )
 
 
+MAX_SIZE = 2**63 - 1
+"""The largest size a policy may give (8 EiB): it fits the state's 64-bit integers."""
+
+
 def _to_bytes(value: Any) -> int:
     if isinstance(value, bool):
         raise PydanticCustomError("size_type", "expected a size such as 512Mi, 1GiB or 2G")
     if isinstance(value, int):
         if value < 0:
             raise PydanticCustomError("size_negative", "expected a size of 0 or more")
-        return value
-    if isinstance(value, str):
+        size = value
+    elif isinstance(value, str):
         try:
-            return parse_size(value)
+            size = parse_size(value)
         except ValueError:
             raise PydanticCustomError(
                 "size",
                 "expected a size such as 512Mi, 1GiB or 2G (binary Ki Mi Gi Ti, decimal K M G T)",
             ) from None
-    raise PydanticCustomError("size_type", "expected a size such as 512Mi, 1GiB or 2G")
+    else:
+        raise PydanticCustomError("size_type", "expected a size such as 512Mi, 1GiB or 2G")
+    if size > MAX_SIZE:
+        raise PydanticCustomError("size_range", "expected a size of at most 8 EiB (2**63 - 1)")
+    return size
 
 
 def format_size(n: int) -> str:
@@ -127,7 +145,7 @@ Size = Annotated[
         {
             "anyOf": [
                 {"type": "string", "pattern": _SIZE_PATTERN},
-                {"type": "integer", "minimum": 0},
+                {"type": "integer", "minimum": 0, "maximum": MAX_SIZE},
             ],
             "examples": ["512Mi", "1GiB", "2G"],
         }

@@ -13,13 +13,15 @@ error, not a silent override.
 from __future__ import annotations
 
 import json
+import math
 import re
 import types
 from collections.abc import Mapping
 from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, Tag, ValidationError
+from pydantic import BaseModel, BeforeValidator, Tag, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 from sentinel.policy.errors import PolicyError, Problem
@@ -44,56 +46,176 @@ rules:
 
 # --- YAML with marks ---------------------------------------------------------------------
 
+MAX_POLICY_BYTES = 1 << 20
+"""A policy is a few KiB; a file larger than 1 MiB is refused before it is parsed."""
+
+MAX_VALUES = 20_000
+"""Values the document may hold once its aliases (``*name``) and merge keys (``<<``) are
+expanded. A policy has a few hundred; this refuses alias bombs ("billion laughs") before
+anything is built, in linear time and memory."""
+
+MAX_DEPTH = 50
+"""Nesting of collections, aliases expanded; a policy nests fewer than 10 levels."""
+
+_CORE = "tag:yaml.org,2002:"
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT = re.compile(
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+
+
+class _Limit(Exception):
+    """The document is too large, too deep or expands too much (an alias bomb)."""
+
+    def __init__(self, mark: yaml.Mark | None, message: str) -> None:
+        super().__init__(message)
+        self.mark = mark
+        self.message = message
+
+
+def _too_many(mark: yaml.Mark | None) -> _Limit:
+    return _Limit(
+        mark,
+        f"expected a policy of at most {MAX_VALUES} values, aliases (*name) and merge keys "
+        "(<<) expanded; found more here (an alias bomb?)",
+    )
+
+
+def _too_deep(mark: yaml.Mark | None) -> _Limit:
+    return _Limit(
+        mark,
+        f"expected values nested at most {MAX_DEPTH} levels deep (aliases expanded); found deeper",
+    )
+
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 core-schema scalars (no ``yes``/``no`` booleans, no
-    sexagesimal or implicit octal numbers, no implicit timestamps)."""
+    """SafeLoader with YAML 1.2 core-schema resolution (no ``yes``/``no`` booleans, no
+    sexagesimal or YAML 1.1 octal numbers, no implicit timestamps) that stops composing at
+    :data:`MAX_VALUES` nodes or :data:`MAX_DEPTH` levels."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.composed = 0
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+        self.composed += 1
+        if self.composed > MAX_VALUES:
+            raise _too_many(mark)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _too_deep(mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 _Loader.yaml_implicit_resolvers = {}  # only those below, not SafeLoader's YAML 1.1 set
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:int",
-    re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*)|0x[0-9a-fA-F]+)$"),
-    list("-+0123456789"),
-)
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?|[-+]?[0-9]+[eE][-+]?[0-9]+"
-        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
-    ),
-    list("-+0123456789."),
-)
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]
-)
-_Loader.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
+_Loader.add_implicit_resolver(f"{_CORE}bool", _BOOL, list("tTfF"))
+_Loader.add_implicit_resolver(f"{_CORE}int", _INT, list("-+0123456789"))
+_Loader.add_implicit_resolver(f"{_CORE}float", _FLOAT, list("-+0123456789."))
+_Loader.add_implicit_resolver(f"{_CORE}null", _NULL, ["~", "n", "N", ""])
+_Loader.add_implicit_resolver(f"{_CORE}merge", re.compile(r"^(?:<<)$"), ["<"])
+
+
+def scalar_value(tag: str, text: str) -> Any:
+    """A scalar's value by the YAML 1.2 core schema: ``str``, ``null``, ``bool``, ``int``
+    (decimal, ``0o`` octal, ``0x`` hex) or ``float`` (with ``.inf`` and ``.nan``). Raises
+    ``ValueError`` saying what was expected for any other tag or a text its tag refuses."""
+    if tag in (f"{_CORE}str", f"{_CORE}merge"):
+        return text
+    if tag == f"{_CORE}null" and _NULL.match(text):
+        return None
+    if tag == f"{_CORE}bool" and _BOOL.match(text):
+        return text.lower() == "true"
+    if tag == f"{_CORE}int" and _INT.match(text):
+        base = {"0o": 8, "0x": 16}.get(text[:2], 10)
+        try:
+            return int(text[2:] if base != 10 else text, base)
+        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+            raise ValueError("expected an integer of at most 4300 digits") from None
+    if tag == f"{_CORE}float" and _FLOAT.match(text):
+        lower = text.lower()
+        if lower.endswith(".inf"):
+            return -math.inf if lower.startswith("-") else math.inf
+        return math.nan if lower == ".nan" else float(text)
+    if tag.startswith(_CORE) and tag[len(_CORE) :] in ("null", "bool", "int", "float"):
+        raise ValueError(f"expected a YAML {tag[len(_CORE) :]}; found {text!r}")
+    raise ValueError(f"expected a plain value (YAML 1.2 core schema); found the tag {tag}")
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Raise :class:`_Limit` when the node graph, its aliases and merge keys expanded,
+    holds more than :data:`MAX_VALUES` values or nests deeper than :data:`MAX_DEPTH`.
+    Linear in the distinct nodes: each node's expanded size is computed once."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    started: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            kids = _children(node)
+            # a node on the current path (a recursive alias) counts once: build reports it
+            size[key] = 1 + sum(size.get(id(k), 1) for k in kids)
+            depth[key] = 1 + max((depth.get(id(k), 0) for k in kids), default=0)
+            started.discard(key)
+            if size[key] > MAX_VALUES:
+                raise _too_many(node.start_mark)
+            if depth[key] > MAX_DEPTH:
+                raise _too_deep(node.start_mark)
+            continue
+        if key in size or key in started:
+            continue
+        started.add(key)
+        stack.append((node, True))
+        stack.extend((k, False) for k in _children(node) if id(k) not in size)
 
 
 class _Doc:
-    """Plain data built from YAML nodes, with the mark of every value and every key."""
+    """Plain data built from YAML nodes, with the mark of every value and every key, and
+    the text of every plain scalar read as a number (``1.10``), for text fields."""
 
     def __init__(self, filename: str) -> None:
         self.filename = filename
         self.values: dict[Loc, yaml.Mark] = {}
         self.keys: dict[Loc, yaml.Mark | None] = {}
+        self.texts: dict[Loc, str] = {}
         self.problems: list[Problem] = []
+        self.built = 0
 
     def problem(self, mark: yaml.Mark | None, loc: Loc, message: str) -> None:
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         self.problems.append(Problem(self.filename, line, column, key_path(loc), message))
 
     def build(self, loader: _Loader, node: yaml.Node, loc: Loc, active: frozenset[int]) -> Any:
+        self.built += 1
+        if self.built > MAX_VALUES:  # _check_expansion bounds it; this keeps it so
+            raise _too_many(node.start_mark)
         self.values[loc] = node.start_mark
         if id(node) in active:
             self.problem(node.start_mark, loc, "expected a value; found an alias of itself")
             return None
         inner = active | {id(node)}
         if isinstance(node, yaml.MappingNode):
-            own = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
+            if node.tag != f"{_CORE}map":
+                self.problem(node.start_mark, loc, f"expected a plain mapping; found {node.tag}")
+                return {}
+            own = sum(1 for k, _ in node.value if k.tag != f"{_CORE}merge")
             try:
                 loader.flatten_mapping(node)  # `<<: *base` merge keys: merged pairs first
             except yaml.MarkedYAMLError as e:
@@ -122,12 +244,19 @@ class _Doc:
                 out[key] = self.build(loader, value_node, (*loc, key), inner)
             return out
         if isinstance(node, yaml.SequenceNode):
+            if node.tag != f"{_CORE}seq":
+                self.problem(node.start_mark, loc, f"expected a plain list; found {node.tag}")
+                return []
             return [self.build(loader, item, (*loc, i), inner) for i, item in enumerate(node.value)]
         try:
-            return loader.construct_object(node, deep=True)
-        except yaml.MarkedYAMLError as e:
-            self.problem(e.problem_mark or node.start_mark, loc, f"YAML error: {e.problem}")
+            value = scalar_value(node.tag, node.value)
+        except ValueError as e:
+            self.problem(node.start_mark, loc, str(e))
             return None
+        plain = isinstance(node, yaml.ScalarNode) and node.style is None
+        if plain and isinstance(value, int | float) and not isinstance(value, bool):
+            self.texts[loc] = node.value
+        return value
 
     def mark(self, loc: Loc, *, key: bool = False) -> yaml.Mark | None:
         """The mark of the value at ``loc`` (of its key when ``key``), else the nearest
@@ -159,18 +288,114 @@ def _syntax_problem(filename: str, text: str, e: yaml.YAMLError) -> Problem:
     return Problem(filename, 1, 1, "", f"YAML syntax error: {e}")
 
 
+def too_large(filename: str) -> PolicyError:
+    """The error for a file over :data:`MAX_POLICY_BYTES` (the CLI stops reading there)."""
+    return PolicyError(
+        [
+            Problem(
+                filename,
+                1,
+                1,
+                "",
+                f"expected a policy of at most 1 MiB ({MAX_POLICY_BYTES} bytes); "
+                "found a larger file",
+            )
+        ]
+    )
+
+
 def parse_yaml(text: str, filename: str) -> tuple[Any, _Doc]:
-    """The document as plain data and its marks; raises :class:`PolicyError` on bad YAML."""
+    """The document as plain YAML 1.2 data and its marks; raises :class:`PolicyError` on bad
+    YAML, on a document over :data:`MAX_POLICY_BYTES`, and on one that expands (aliases,
+    merge keys) to more than :data:`MAX_VALUES` values or :data:`MAX_DEPTH` levels."""
+    if len(text) > MAX_POLICY_BYTES // 4 and len(text.encode("utf-8", "surrogatepass")) > (
+        MAX_POLICY_BYTES
+    ):
+        raise too_large(filename)
     doc = _Doc(filename)
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # reads the text: a NUL or control character stops it here
+    except yaml.YAMLError as e:
+        raise PolicyError([_syntax_problem(filename, text, e)]) from None
     try:
         node = loader.get_single_node()
+        if node is not None:
+            _check_expansion(node)
         data = None if node is None else doc.build(loader, node, (), frozenset())
     except yaml.YAMLError as e:
         raise PolicyError([_syntax_problem(filename, text, e)]) from None
+    except _Limit as e:
+        line, column = (e.mark.line + 1, e.mark.column + 1) if e.mark else (1, 1)
+        raise PolicyError([Problem(filename, line, column, "", e.message)]) from None
     finally:
         loader.dispose()
     return data, doc
+
+
+# --- numbers where text is expected ------------------------------------------------------
+
+
+def _is_text(t: Any) -> bool:
+    """True for a plain text type (``str``, constrained or optional), not one with its own
+    before-validator (durations, signals, URLs), whose errors say what they expect."""
+    while get_origin(t) is Annotated:
+        t, *meta = get_args(t)
+        if any(isinstance(m, BeforeValidator) for m in meta):
+            return False
+    if get_origin(t) in (Union, types.UnionType):
+        members = [m for m in get_args(t) if m is not type(None)]
+        return len(members) == 1 and _is_text(members[0])
+    return t is str
+
+
+def _field_type(info: FieldInfo) -> Any:
+    return Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+
+
+def _member_for(t: Any, value: Any) -> Any:
+    """The member of a union that ``value`` will be validated as: the optional type, or
+    the member tagged by the mapping's ``type`` or its single key; None when unknown."""
+    inner = _unwrap(t)
+    if get_origin(inner) not in (Union, types.UnionType):
+        return t
+    members = [m for m in get_args(inner) if m is not type(None)]
+    if len(members) == 1:
+        return _member_for(members[0], value)
+    if isinstance(value, dict):
+        tag = value.get("type") if "type" in value else next(iter(value), None)
+        for member in members:
+            if tag is not None and _tag_of(member) == tag:
+                return member
+    return None
+
+
+def keep_text(t: Any, value: Any, loc: Loc, texts: Mapping[Loc, str]) -> Any:
+    """``value`` (plain YAML data at ``loc``, of model type ``t``) with every number written
+    where text is expected replaced by the text it was written as: a label ``1.10`` stays
+    ``"1.10"``, an image ``1e3`` stays ``"1e3"``."""
+    if loc in texts and isinstance(value, int | float) and _is_text(t):
+        return texts[loc]
+    t = _member_for(t, value)
+    if t is None:
+        return value
+    inner = _unwrap(t)
+    origin = get_origin(inner)
+    if origin is list and isinstance(value, list):
+        item = get_args(inner)[0]
+        return [keep_text(item, v, (*loc, i), texts) for i, v in enumerate(value)]
+    if origin is list and isinstance(value, dict):  # one item for a list (match.exclude)
+        return keep_text(get_args(inner)[0], value, loc, texts)
+    if origin is dict and isinstance(value, dict):
+        item = get_args(inner)[1]
+        return {k: keep_text(item, v, (*loc, k), texts) for k, v in value.items()}
+    if isinstance(inner, type) and issubclass(inner, BaseModel) and isinstance(value, dict):
+        fields = {info.alias or name: info for name, info in inner.model_fields.items()}
+        fields.update(inner.model_fields)
+        return {
+            k: keep_text(_field_type(fields[k]), v, (*loc, k), texts) if k in fields else v
+            for k, v in value.items()
+        }
+    return value
 
 
 # --- validation errors to problems -------------------------------------------------------
@@ -332,6 +557,19 @@ def _expected(error: ErrorDetails) -> str:
     return "expected: " + msg[0].lower() + msg[1:]
 
 
+def _hint(kind: str, found: Any) -> str:
+    """Why a value that reads as a boolean or a number elsewhere is not one here."""
+    if kind == "bool_type":
+        return " (YAML 1.2: only true and false are booleans)"
+    if kind in ("int_type", "float_type") and isinstance(found, str):
+        try:
+            float(found)
+        except ValueError:
+            return ""
+        return " (quoted, so text: write the number without quotes)"
+    return ""
+
+
 def _problem_for(doc: _Doc, data: Any, error: ErrorDetails) -> Problem:
     kind = error["type"]
     loc, found = _walk(data, tuple(error["loc"]))
@@ -352,7 +590,10 @@ def _problem_for(doc: _Doc, data: Any, error: ErrorDetails) -> Problem:
         message = f"expected a notifier `type`: one of {tags}; found {describe(found)}"
         mark = doc.mark(loc)
     else:
-        message = f"{_expected(error)}; found {describe(found)}"
+        shown = describe(found)
+        if isinstance(found, int | float) and loc in doc.texts:
+            shown = doc.texts[loc]  # as written: 1e400, .inf, 0x10
+        message = f"{_expected(error)}; found {shown}{_hint(kind, found)}"
         mark = doc.mark(loc)
     if not loc and kind == "model_type":
         message = (
@@ -367,10 +608,13 @@ def load_policy(text: str, filename: str) -> Policy:
     """Validate policy ``text``; ``filename`` is what problems name. Raises
     :class:`PolicyError` with every problem found (YAML syntax errors stop at the first)."""
     data, doc = parse_yaml(text, filename)
+    if doc.texts:
+        data = keep_text(Policy, data, (), doc.texts)
     problems = list(doc.problems)
     policy: Policy | None = None
     try:
-        policy = Policy.model_validate(data)
+        # strict: YAML 1.2 types as written; no "yes" or 1 for true, no "5" for 5
+        policy = Policy.model_validate(data, strict=True)
     except ValidationError as e:
         reported = {p.path for p in doc.problems}
         for err in e.errors(include_url=False):
@@ -418,5 +662,23 @@ def _prune(value: Any) -> Any:
     return value
 
 
+class _Dumper(yaml.SafeDumper):
+    """Quotes every text that a YAML 1.1 or a YAML 1.2 reader would take for something
+    else: ``"yes"`` and ``"1:30"`` (1.1), ``"1e3"`` and ``"0o17"`` (1.2)."""
+
+
+_Dumper.yaml_implicit_resolvers = {
+    first: list(resolvers) for first, resolvers in yaml.SafeDumper.yaml_implicit_resolvers.items()
+}
+for _tag, _regexp, _first in (
+    ("bool", _BOOL, "tTfF"),
+    ("int", _INT, "-+0123456789"),
+    ("float", _FLOAT, "-+0123456789."),
+    ("null", _NULL, "~nN"),
+):
+    _Dumper.add_implicit_resolver(f"{_CORE}{_tag}", _regexp, list(_first))
+
+
 def render_yaml(document: Mapping[str, Any]) -> str:
-    return yaml.safe_dump(dict(document), sort_keys=False, allow_unicode=True, width=100)
+    """``document`` as YAML that reads back the same under YAML 1.2 (and 1.1)."""
+    return yaml.dump(dict(document), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)

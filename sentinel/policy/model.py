@@ -480,7 +480,7 @@ class OomKilled(_Model):
     def _shorthand(cls, value: Any) -> Any:
         if value is True:
             return {}
-        if value is False or value is None:
+        if not isinstance(value, dict | OomKilled):  # false, null, "yes" (YAML 1.2: text)
             raise PydanticCustomError(
                 "oom_killed",
                 "expected true or {scope: host|cgroup|any} (to never match, leave the key out)",
