@@ -219,7 +219,8 @@ class Target:
     id: str
     name: str
     runtime: str
-    """``"docker"`` for a container, ``"process"`` for a plain process (sidecar mode, or a
+    """``"docker"`` for a Docker container, ``"kubernetes"`` for a container of a pod (by its
+    cgroup, ``--mode kubernetes``), ``"process"`` for a plain process (sidecar mode, or a
     host process the kernel killed outside any known container)."""
     image: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -229,6 +230,16 @@ class Target:
     """The container's init process (or the process itself) on this host, when known."""
     cgroup: str | None = None
     """The memory cgroup path, as ``/proc/PID/cgroup`` shows it, when known."""
+    node: str | None = None
+    """Kubernetes: the node; the rest name the container of a pod (``labels`` are then the
+    pod's labels). ``owner_kind``/``owner_name``: the pod's controller (a ReplicaSet's pod
+    is its Deployment's)."""
+    namespace: str | None = None
+    pod: str | None = None
+    pod_uid: str | None = None
+    container: str | None = None
+    owner_kind: str | None = None
+    owner_name: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Identity for logs and evidence; absent values are left out."""
@@ -237,6 +248,10 @@ class Target:
             out["image"] = self.image
         if self.labels:
             out["labels"] = dict(self.labels)
+        for key in KUBE_KEYS:
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
         for key in ("started_at", "pid", "cgroup"):
             value = getattr(self, key)
             if value is not None:
@@ -244,6 +259,10 @@ class Target:
         if self.is_self:
             out["is_self"] = True
         return out
+
+
+KUBE_KEYS = ("node", "namespace", "pod", "pod_uid", "container", "owner_kind", "owner_name")
+"""What names a Kubernetes target, in records, messages and payloads whenever known."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ from sentinel.policy.conditions import Evidence, describe, memory_above, project
 from sentinel.policy.decision import ESCALATION_MESSAGE, Decision, Escalation
 from sentinel.policy.fields import format_duration
 from sentinel.policy.match import matches
-from sentinel.policy.model import Policy, RestartAction, Rule, RuleAction, When
+from sentinel.policy.model import RESTARTING, Policy, Rule, RuleAction, When
 from sentinel.policy.state import DISRUPTIVE, ActionRecord, KillEvent, State, TargetState
 
 RATE_WINDOW_S = 60.0
@@ -190,7 +190,7 @@ class _Evaluation:
         out: list[Decision] = []
         notes: list[str] = []
         for action in rule.do:
-            if isinstance(action, RestartAction):
+            if action.kind in RESTARTING:
                 if target.id in self.restarted:
                     notes.append("restart left to an earlier rule in this evaluation")
                     continue
@@ -232,7 +232,7 @@ class _Evaluation:
                 return
         self.decisions.extend(out)
         self._add_records(ActionRecord(d.at, d.rule, d.target.id, d.kind, d.dry_run) for d in out)
-        if any(d.kind == "restart" for d in out):
+        if any(d.kind in RESTARTING for d in out):
             self.restarted.add(target.id)
 
     def _decision(
@@ -258,8 +258,11 @@ class _Evaluation:
         )
 
     def _window(self, rule: Rule, past: Sequence[ActionRecord], kind: str) -> list[float]:
+        """When the rule did ``kind`` to the target within ``max_restarts.per`` (``restart``
+        counts evictions and pod deletions too)."""
         per = rule.max_restarts.per
-        return sorted(r.at for r in past if r.action == kind and self.now - per < r.at <= self.now)
+        kinds = RESTARTING if kind == "restart" else (kind,)
+        return sorted(r.at for r in past if r.action in kinds and self.now - per < r.at <= self.now)
 
     def _escalated(self, rule: Rule, past: Sequence[ActionRecord]) -> bool:
         return bool(self._window(rule, past, "escalate"))

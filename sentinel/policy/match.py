@@ -1,4 +1,5 @@
-"""Which targets a rule's ``match`` selects: globs on name and image, labels, runtime."""
+"""Which targets a rule's ``match`` selects: globs on name and image, labels, runtime; for
+Kubernetes the namespace glob, the pod's labels and its owner (``Kind/name``)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,20 @@ def selects(selector: Selector, target: Target) -> bool:
     if selector.image is not None and (
         target.image is None
         or not any(fnmatchcase(form, selector.image) for form in image_forms(target.image))
+    ):
+        return False
+    if selector.namespace is not None and (
+        target.namespace is None or not fnmatchcase(target.namespace, selector.namespace)
+    ):
+        return False
+    if selector.owner is not None and (
+        target.owner_kind is None
+        or not fnmatchcase(f"{target.owner_kind}/{target.owner_name or ''}", selector.owner)
+    ):
+        return False
+    if selector.pod_labels and (
+        target.pod is None
+        or not all(target.labels.get(k) == v for k, v in selector.pod_labels.items())
     ):
         return False
     return all(target.labels.get(key) == value for key, value in selector.labels.items())

@@ -152,7 +152,8 @@ class Settings(_Model):
     max_actions_per_minute: Annotated[int, Field(ge=1)] = Field(
         default=10,
         description=(
-            "At most this many disruptive actions (restart, signal, run) in any 60 s, across "
+            "At most this many disruptive actions (restart, signal, run, evict, delete_pod) in "
+            "any 60 s, across "
             "all rules and targets; more wait for the next evaluation. Default 10: a bad rule "
             "or a host-wide memory squeeze cannot restart the whole fleet at once. "
             "Notifications, escalations and oom_score_adj are not counted."
@@ -401,11 +402,34 @@ class Selector(_Model):
             "never matches an image glob."
         ),
     )
-    runtime: Literal["docker", "process"] | None = Field(
+    runtime: Literal["docker", "kubernetes", "process"] | None = Field(
         default=None,
         description=(
-            "`docker`: containers; `process`: plain processes (sidecar mode, or a host "
-            "process killed outside any container). Default: both."
+            "`docker`: Docker containers; `kubernetes`: the containers of the pods on this "
+            "node (`--mode kubernetes`); `process`: plain processes (sidecar mode, or a host "
+            "process killed outside any container). Default: all."
+        ),
+    )
+    namespace: str | None = Field(
+        default=None,
+        description=(
+            "Glob on the pod's namespace, e.g. `prod-*` (Kubernetes). Default: any; a target "
+            "that is not in a pod never matches a namespace glob."
+        ),
+    )
+    pod_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Labels the pod must carry with exactly these values (Kubernetes). Default: none "
+            "required."
+        ),
+    )
+    owner: str | None = Field(
+        default=None,
+        description=(
+            "Glob on the pod's owner as `Kind/name`, e.g. `Deployment/web`, `StatefulSet/*` "
+            "(a ReplicaSet's pods are owned by its Deployment; a static pod by `Node/NODE`). "
+            "Default: any owner, and pods without one."
         ),
     )
 
@@ -416,7 +440,8 @@ class Match(Selector):
     exclude: list[Selector] = Field(
         default_factory=list,
         description=(
-            "A match block (name, labels, image, runtime), or a list of them: targets "
+            "A match block (name, labels, image, runtime, namespace, pod_labels, owner), or "
+            "a list of them: targets "
             "matching any of them are removed. Default: none."
         ),
     )
@@ -557,6 +582,53 @@ class RestartAction(_Model):
         return {} if value is None or value is True else value
 
 
+class EvictSpec(_Model):
+    grace_period: Duration | None = Field(
+        default=None,
+        description=(
+            "The pod's termination grace period for this eviction. Default: the pod's own "
+            "(`terminationGracePeriodSeconds`)."
+        ),
+    )
+
+
+class EvictAction(_Model):
+    kind: ClassVar[str] = "evict"
+    disruptive: ClassVar[bool] = True
+
+    evict: EvictSpec = Field(
+        description=(
+            "Evict the target's pod through the Eviction API (Kubernetes): its controller "
+            "makes a new one, PodDisruptionBudgets are honoured (a refusal is retried with "
+            "backoff, then escalated once). Refused for a pod without an owner. Counted by "
+            "`max_restarts`."
+        ),
+    )
+
+    @field_validator("evict", mode="before")
+    @classmethod
+    def _bare(cls, value: Any) -> Any:
+        return {} if value is None or value is True else value
+
+
+class DeletePodAction(_Model):
+    kind: ClassVar[str] = "delete_pod"
+    disruptive: ClassVar[bool] = True
+
+    delete_pod: EvictSpec = Field(
+        description=(
+            "Delete the target's pod (Kubernetes; opt-in, and the RBAC must allow it): no "
+            "PodDisruptionBudget is asked. Refused for a pod without an owner. Counted by "
+            "`max_restarts`."
+        ),
+    )
+
+    @field_validator("delete_pod", mode="before")
+    @classmethod
+    def _bare(cls, value: Any) -> Any:
+        return {} if value is None or value is True else value
+
+
 class NotifyAction(_Model):
     kind: ClassVar[str] = "notify"
     disruptive: ClassVar[bool] = False
@@ -631,10 +703,20 @@ class RunAction(_Model):
     )
 
 
-RuleAction = RestartAction | NotifyAction | OomScoreAdjAction | SignalAction | RunAction
+RuleAction = (
+    RestartAction
+    | NotifyAction
+    | OomScoreAdjAction
+    | SignalAction
+    | RunAction
+    | EvictAction
+    | DeletePodAction
+)
 """One item of a rule's ``do``."""
 
-ACTION_KEYS = ("restart", "notify", "oom_score_adj", "signal", "run")
+ACTION_KEYS = ("restart", "notify", "oom_score_adj", "signal", "run", "evict", "delete_pod")
+RESTARTING = ("restart", "evict", "delete_pod")
+"""Actions that end the target's current run: ``max_restarts`` counts them together."""
 
 
 def _action_key(value: Any) -> str | None:
@@ -651,13 +733,15 @@ Action = Annotated[
     | Annotated[NotifyAction, Tag("notify")]
     | Annotated[OomScoreAdjAction, Tag("oom_score_adj")]
     | Annotated[SignalAction, Tag("signal")]
-    | Annotated[RunAction, Tag("run")],
+    | Annotated[RunAction, Tag("run")]
+    | Annotated[EvictAction, Tag("evict")]
+    | Annotated[DeletePodAction, Tag("delete_pod")],
     Discriminator(
         _action_key,
         custom_error_type="action",
         custom_error_message=(
             "expected one action: a mapping with exactly one of the keys "
-            "restart, notify, oom_score_adj, signal, run"
+            "restart, notify, oom_score_adj, signal, run, evict, delete_pod"
         ),
     ),
 ]
@@ -697,7 +781,8 @@ class Rule(_Model):
         description=(
             "Actions, in order, each a one-key mapping: `restart: {grace_period}`, "
             "`notify: NOTIFIER`, `oom_score_adj: N`, `signal: NAME`, "
-            "`run: {command, timeout}`."
+            "`run: {command, timeout}`, `evict: {grace_period}`, "
+            "`delete_pod: {grace_period}`."
         ),
     )
     cooldown: Duration = Field(
@@ -835,7 +920,9 @@ def reference_problems(data: Any) -> list[tuple[Loc, str, Any]]:
                     else "the name of a notifier declared under `notifiers` (none is declared)"
                 )
                 problems.append((("rules", i, "do", k, "notify"), f"expected {expected}", value))
-            if key in ("restart", "signal", "run") and rule.get("when") is None:
+            if key in ("restart", "signal", "run", "evict", "delete_pod") and (
+                rule.get("when") is None
+            ):
                 problems.append(
                     (
                         ("rules", i, "do", k),

@@ -75,14 +75,15 @@ class KillEvent:
     record: KillRecord | None = None
 
 
-DISRUPTIVE = frozenset({"restart", "signal", "run"})
+DISRUPTIVE = frozenset({"restart", "signal", "run", "evict", "delete_pod"})
 """Actions that can interrupt a workload: counted by ``max_actions_per_minute``, re-checked
 with :func:`sentinel.policy.evaluate.still_holds` just before they are carried out."""
 RATE_WINDOW_S = 60.0
 """``max_actions_per_minute`` counts the disruptive actions of the last this many seconds
 (the same figure as :data:`sentinel.policy.evaluate.RATE_WINDOW_S`; a test keeps them equal)."""
-BUDGET_ACTIONS = frozenset({"restart", "escalate"})
-"""What ``max_restarts`` counts within ``per``: the rule's restarts and its escalation."""
+BUDGET_ACTIONS = frozenset({"restart", "evict", "delete_pod", "escalate"})
+"""What ``max_restarts`` counts within ``per``: the rule's restarts (evictions and pod
+deletions count as restarts) and its escalation."""
 
 
 @dataclass(frozen=True, slots=True)
