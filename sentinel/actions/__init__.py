@@ -19,14 +19,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sentinel.actions import hook, oom_score_adj, restart, signal
+from sentinel.actions import hook, oom_score_adj, pod, restart, signal
 from sentinel.actions._host import Host, init_signal_problem, refusal
 from sentinel.actions._log import action_line, log_action
 from sentinel.actions._result import DockerControl, dropped
 from sentinel.errors import SentinelError
 from sentinel.model import ActionResult, Target
 from sentinel.policy.decision import Decision
-from sentinel.policy.model import OomScoreAdjAction, RestartAction, RunAction, SignalAction
+from sentinel.policy.model import (
+    DeletePodAction,
+    EvictAction,
+    OomScoreAdjAction,
+    RestartAction,
+    RunAction,
+    SignalAction,
+)
 from sentinel.policy.state import DISRUPTIVE
 
 __all__ = [
@@ -53,6 +60,8 @@ class Clients:
 
     docker: DockerControl | None = None
     host: Host = field(default_factory=Host)
+    kube: pod.KubeControl | None = None
+    """The Kubernetes API (``--mode kubernetes``): evict and delete pods."""
 
 
 def execute(
@@ -102,6 +111,14 @@ def execute(
             reason=decision.reason,
             evidence=decision.evidence,
             pass_env=action.run.pass_env,
+        )
+    elif isinstance(action, EvictAction):
+        result = pod.end_pod(
+            "evict", target, action.evict.grace_period, kube=clients.kube, dry_run=dry
+        )
+    elif isinstance(action, DeletePodAction):
+        result = pod.end_pod(
+            "delete_pod", target, action.delete_pod.grace_period, kube=clients.kube, dry_run=dry
         )
     elif isinstance(action, OomScoreAdjAction):
         result = oom_score_adj.apply(

@@ -37,11 +37,17 @@ def register(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="decide and log, never act")
     p.add_argument(
         "--mode",
-        choices=("host", "sidecar"),
+        choices=("host", "kubernetes", "sidecar"),
         default="host",
-        help="host: every container on this host (Docker); sidecar: the processes of "
-        "this PID namespace",
+        help="host: every container on this host (Docker); kubernetes: the containers of "
+        "the pods on this node (the DaemonSet); sidecar: the processes of this PID namespace",
     )
+    p.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="kubernetes mode: a kubeconfig (default: in-cluster, else $KUBECONFIG)",
+    )
+    p.add_argument("--node", help="kubernetes mode: this node's name (default: $NODE_NAME)")
     p.add_argument("--state", help="state file (overrides settings.state)")
     p.add_argument(
         "--listen",
@@ -94,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         listen=args.listen,
         state=args.state,
         app_memory_limit=app_limit,
+        kubeconfig=args.kubeconfig,
+        node=args.node,
     )
     daemon = Daemon(policy, options)  # a StoreError is reported by main: exit 2
     return daemon.run_forever()

@@ -104,6 +104,8 @@ class PodRef:
     static: bool = False
     terminating: bool = False
     deleted: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """The pod's labels (``match.pod_labels`` selects on them)."""
 
     @property
     def owner(self) -> str | None:
@@ -252,6 +254,7 @@ def _summarize(pod: PodJSON) -> _Pod:
         qos=_QOS.get(qos_class) if qos_class else None,
         static=static,
         terminating=metadata.get("deletionTimestamp") is not None,
+        labels={str(k): str(v) for k, v in _map(metadata, "labels").items()},
     )
     containers: dict[str, _Container] = {}
     for status_key, spec_key, kind in _STATUS_LISTS:

@@ -38,7 +38,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,10 +48,18 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sentinel import actions
 from sentinel.actions import Clients, Host
 from sentinel.clients.docker import ContainerGone, DockerClient
+from sentinel.clients.kubernetes import KubeClient
 from sentinel.errors import SentinelError, TemporaryError
 from sentinel.kernel.oom import OomParser
 from sentinel.model import ActionResult, KillRecord, Target
 from sentinel.notifiers.delivery import Sender, deliver
+from sentinel.notifiers.kube_events import NAME as KUBE_EVENTS
+from sentinel.notifiers.kube_events import (
+    KubeEventsSender,
+    kill_event,
+    predicted_event,
+    restart_event,
+)
 from sentinel.notifiers.log import LogSender
 from sentinel.notifiers.payload import enrich
 from sentinel.notifiers.slack import SlackSender
@@ -59,6 +67,7 @@ from sentinel.notifiers.webhook import WebhookSender
 from sentinel.policy import Decision, evaluate, still_holds
 from sentinel.policy.decision import Escalation
 from sentinel.policy.model import (
+    RESTARTING,
     NotifyAction,
     OomScoreAdjAction,
     Policy,
@@ -75,6 +84,7 @@ from sentinel.policy.state import (
 )
 from sentinel.runtime import retention
 from sentinel.runtime.http import HealthServer, Metrics
+from sentinel.runtime.kube import KubeNode
 from sentinel.runtime.logs import event
 from sentinel.runtime.monitor import Monitor, Watched, own_container_id
 from sentinel.runtime.selftest import SelfTest, run_selftest
@@ -121,6 +131,10 @@ class Options:
     app_memory_limit: int | None = None
     """Sidecar mode: the app's memory limit in bytes (``SENTINEL_APP_MEMORY_LIMIT``), used
     when the app's cgroup files are not visible."""
+    kubeconfig: str | None = None
+    """Kubernetes mode: a kubeconfig (default: in-cluster, else ``KUBECONFIG``)."""
+    node: str | None = None
+    """Kubernetes mode: this node's name (default: ``NODE_NAME``)."""
 
 
 @dataclass
@@ -165,6 +179,13 @@ class Daemon:
         self.docker: DockerClient | None = None
         if options.mode == "host":
             self.docker = DockerClient(options.docker_url)
+        self.kube: KubeNode | None = None
+        kube_api = None
+        if options.mode == "kubernetes":
+            kube_api = KubeClient.connect(node=options.node, kubeconfig=options.kubeconfig)
+            self.kube = KubeNode(
+                kube_api, self.fs, proc=options.proc, clock=self.clock, on_change=self._pods_changed
+            )
         self.self_cgroup = self.proc.cgroup(os.getpid()).memory_cgroup
         self.self_container = own_container_id(options.proc)
         self.monitor = Monitor(
@@ -184,7 +205,9 @@ class Daemon:
         if self.sidecar is not None:
             self.monitor.proc_sampler = self.sidecar.sample
         self.clients = Clients(
-            docker=self.docker, host=Host(proc=options.proc, cgroup=options.cgroup_root)
+            docker=self.docker,
+            host=Host(proc=options.proc, cgroup=options.cgroup_root),
+            kube=kube_api,
         )
         self.senders: dict[str, Sender] = {}
         for name, notifier in policy.notifiers.items():
@@ -194,6 +217,8 @@ class Daemon:
                 self.senders[name] = SlackSender(name, notifier, self.store, clock=self.clock)
             elif notifier.type == "webhook":
                 self.senders[name] = WebhookSender(name, notifier)
+        if kube_api is not None:  # Events on the pods, through the outbox
+            self.senders[KUBE_EVENTS] = KubeEventsSender(kube_api, kube_api.node)
         self._deliver_kick = threading.Event()
         """Set when a notification is queued: the deliverer sends at once."""
         self._deliver_lock = threading.Lock()
@@ -225,8 +250,9 @@ class Daemon:
         """Monotonic time the last successful tick ended: health means the ticks go on."""
         self._stale_after = tick_deadline(policy)
         self._last_kmsg: float | None = None
-        self._started_since_boot: float | None = None
         """Monotonic time the kmsg follower last read or waited: it is alive."""
+        self._started_since_boot: float | None = None
+        """CLOCK_MONOTONIC at start: kernel timestamps before it are the backlog's."""
         self._threads: list[threading.Thread] = []
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.http: HealthServer | None = None
@@ -276,6 +302,9 @@ class Daemon:
             self._thread("kmsg", self._follow_kmsg)
         if self.docker is not None:
             self._thread("docker-events", self._follow_docker)
+        if self.kube is not None:
+            kube = self.kube
+            self._thread("pods", lambda: kube.follow(self._stop))
         listen = (
             self.options.listen if self.options.listen is not None else self.policy.settings.listen
         )
@@ -454,8 +483,18 @@ class Daemon:
             backlog=not act,
         )
         if act:
+            if self.kube is not None:
+                self._kube_event(f"kill:{stored}", kill_event(target, record, self.kube.node), now)
             self._events.put(KillEvent(target=target, t=now, scope=record.scope, record=record))
             self._kick.set()
+
+    def _pods_changed(self) -> None:
+        self._discover_now.set()
+
+    def _kube_event(self, key: str, payload: dict[str, Any], now: float) -> None:
+        """Queue one Kubernetes Event (``--mode kubernetes``) in the outbox."""
+        self.store.enqueue(dedupe_key=f"k8s:{key}", notifier=KUBE_EVENTS, payload=payload, now=now)
+        self._deliver_kick.set()
 
     def _evaluator(self) -> None:
         while not self._stop.is_set():
@@ -469,6 +508,10 @@ class Daemon:
                 return entry
             if record.task_memcg and entry.cgroup == record.task_memcg:
                 return entry
+        if self.kube is not None:
+            found = self.kube.target_for(record.task_memcg, record.container_id)
+            if found is not None:
+                return found
         if record.container_id and self.docker is not None:
             with contextlib.suppress(SentinelError):
                 info = self.docker.inspect(record.container_id)
@@ -491,6 +534,7 @@ class Daemon:
             runtime="process",
             pid=record.pid,
             cgroup=record.task_memcg,
+            node=self.kube.node if self.kube is not None else None,
         )
 
     # -- Docker events --------------------------------------------------------------------------
@@ -557,7 +601,13 @@ class Daemon:
         try:
             if self._discover_now.is_set() or not self._ticked:
                 self._discover_now.clear()
-                extra = self.sidecar.targets() if self.sidecar is not None else []
+                extra = (
+                    self.sidecar.targets()
+                    if self.sidecar is not None
+                    else self.kube.targets()
+                    if self.kube is not None
+                    else []
+                )
                 self.monitor.discover(extra)
             elif changed:
                 self.monitor.refresh(changed)
@@ -733,11 +783,24 @@ class Daemon:
                     (decision, record)
                 )
             for firing in firings.values():
+                self._predicted(firing[0][0], now)
                 first = next((i for i, (d, _) in enumerate(firing) if d.disruptive), None)
                 for decision, record in firing[:first]:
                     self._carry_out(decision, now, record, snapshot)
                 if first is not None:
                     self._hand_over(firing[first:], now, snapshot)
+
+    def _predicted(self, decision: Decision, now: float) -> None:
+        """``OOMPredicted`` on the pod when a rule fires on the forecast (not in dry run:
+        nothing is done, nothing is said on the pod)."""
+        if self.kube is None or decision.evidence.get("condition") != "projected_oom_within":
+            return
+        if self.dry_run or decision.dry_run:
+            return
+        key = f"predicted:{decision.rule}:{decision.target.id}:{decision.at:.3f}"
+        self._kube_event(
+            key, predicted_event(decision.target, decision.evidence, self.kube.node), now
+        )
 
     def _history(self, now: float) -> History:
         """What cooldowns, budgets and the rate limit read: only the windows the policy
@@ -827,10 +890,39 @@ class Daemon:
                 if i == 0:
                     self.store.set_outcome(job.decision_id, "failed")
                 raise
+            if i == 0 and result is not None and decision.kind in RESTARTING:
+                self._after_pod_action(job, decision, result)
             if decision.kind == "restart" and result is not None and result.outcome == "done":
                 self._restarted.put(decision.target.id)  # its memory starts over
                 self._discover_now.set()
                 after = self._after_restart(decision.target)
+
+    def _after_pod_action(self, job: _Firing, decision: Decision, result: ActionResult) -> None:
+        """Kubernetes: ``PreemptiveRestart`` on the pod; an eviction a PodDisruptionBudget
+        kept refusing is escalated once, to the rule's notifiers."""
+        if result.dry_run:
+            return
+        if self.kube is not None and decision.target.runtime == "kubernetes":
+            payload = restart_event(
+                decision.target, decision.kind, result.outcome, result.error, self.kube.node
+            )
+            self._kube_event(f"action:{job.decision_id}", payload, self.clock())
+        if result.detail.get("blocked"):
+            rule = next((r for r in self.policy.rules if r.name == decision.rule), None)
+            notifiers = (rule.notifier_names if rule is not None else ()) or tuple(
+                self.policy.notifiers
+            )
+            blocked = replace(
+                decision,
+                action=Escalation(
+                    restarts=0,
+                    per=rule.max_restarts.per if rule is not None else 0.0,
+                    notifiers=notifiers,
+                    message="eviction blocked by a PodDisruptionBudget",
+                ),
+                reason=f"eviction blocked by a PodDisruptionBudget: {result.error}",
+            )
+            self._carry_out(blocked, self.clock(), None, job.snapshot)
 
     def _cancel_firing(self, job: _Firing) -> None:
         self.store.set_outcome(job.decision_id, "dropped")

@@ -95,12 +95,12 @@ def _cgroups(daemon: Daemon, result: SelfTest) -> None:
         daemon.fs.sample(daemon.self_cgroup or "/")
         result.cgroups = True
     except (SentinelError, OSError) as e:
-        if opts.mode == "host" and daemon.self_container:
+        if opts.mode in ("host", "kubernetes") and daemon.self_container:
             result.problems.append(
                 f"the host's cgroup tree is not under {opts.cgroup_root} ({e}): mount it"
                 " (-v /sys/fs/cgroup:/sys/fs/cgroup:ro); memory cannot be sampled"
             )
-        elif opts.mode == "host":
+        elif opts.mode in ("host", "kubernetes"):
             result.problems.append(f"cannot read memory cgroups under {opts.cgroup_root}: {e}")
 
 
@@ -193,7 +193,7 @@ def run_selftest(daemon: Daemon) -> SelfTest:
         caps = 0
     _kmsg(daemon, result, caps)
     _cgroups(daemon, result)
-    if opts.mode == "host":
+    if opts.mode in ("host", "kubernetes"):
         _host_pid(daemon, result)
     _docker(daemon, result)
     _oom_score_adj(daemon, result, caps)
