@@ -11,7 +11,7 @@
 # (the venv links to the base's interpreter).
 ARG BASE=python:3.12-slim
 
-# --- build: sentinel and its dependencies in a venv at /opt/sentinel -----------------------
+# --- build: sentinel and its dependencies (every mode's: Kubernetes' client too) in a venv --
 FROM ${BASE} AS build
 # pip reads these from the environment: PIP_NO_INDEX=1 with PIP_FIND_LINKS=<a wheelhouse in
 # the build context, copied to /src/wheelhouse> installs without any package index.
@@ -25,13 +25,17 @@ ENV PIP_NO_INDEX=${PIP_NO_INDEX} \
     PYTHONDONTWRITEBYTECODE=1
 # .dockerignore lets in only pyproject.toml, README.md, sentinel/ and wheelhouse/.
 COPY . /src
-# pip, setuptools and the dependencies' own test suites are not needed to run sentinel.
+# pip, setuptools, the dependencies' own test suites and the Kubernetes client's asyncio
+# copy (68 MB; sentinel uses the synchronous client) are not needed to run sentinel.
 RUN python3 -m venv /opt/sentinel \
-    && /opt/sentinel/bin/python -m pip install /src \
+    && /opt/sentinel/bin/python -m pip install "/src[kubernetes]" \
     && /opt/sentinel/bin/python -m pip uninstall --yes pip setuptools wheel \
     && find /opt/sentinel -depth -type d \( -name tests -o -name test \) \
        -path '*/site-packages/*' -exec rm -rf {} + \
-    && /opt/sentinel/bin/sentinel --version
+    && find /opt/sentinel -depth -type d -path '*/site-packages/kubernetes/aio' \
+       -exec rm -rf {} + \
+    && /opt/sentinel/bin/sentinel --version \
+    && /opt/sentinel/bin/python -c "import sentinel.clients.kubernetes as k; k._kubernetes()"
 
 # --- run -------------------------------------------------------------------------------------
 FROM ${BASE}
