@@ -293,3 +293,55 @@ def test_sentinel_render_prints_block_kit_for_a_parsed_record(tmp_path: Path) ->
     assert message_problem(message) is None
     assert "the host ran out of memory" in message["text"]
     assert "RSS at the kill 1.47 GiB" in message["text"]
+
+
+POD_TARGET = {
+    "id": "c0ffee" * 10 + "abcd",
+    "name": "prod/scheduler-7d9f8-abcde/app",
+    "runtime": "kubernetes",
+    "node": "node-7",
+    "namespace": "prod",
+    "pod": "scheduler-7d9f8-abcde",
+    "container": "app",
+    "owner_kind": "Deployment",
+    "owner_name": "scheduler",
+}
+
+
+def test_a_host_oom_of_a_pod_says_the_pod_was_below_its_limit_and_names_it() -> None:
+    n = kill(
+        True,
+        target=POD_TARGET,
+        memory={"usage_bytes": int(1.47 * GIB), "limit_bytes": 2 * GIB},
+    )
+    message = render(n)
+    text = message["text"]
+    assert "host OOM: the node ran out of memory; the pod was below its limit" in text
+    assert "(1.47 GiB of its 2 GiB limit)" in text
+    assert "in pod prod/scheduler-7d9f8-abcde" in text
+    first = message["blocks"][1]
+    assert "in container *app* of pod *prod/scheduler-7d9f8-abcde* (Deployment/scheduler)" in (
+        first["text"]["text"]
+    )
+    fields = [f["text"] for f in first["fields"]]
+    assert "*Pod*\nprod/scheduler-7d9f8-abcde" in fields
+    assert "*Owner*\nDeployment/scheduler" in fields
+    assert "*Node*\nnode-7" in fields
+    assert message_problem(message) is None
+
+
+def test_an_eviction_is_titled_as_such_and_names_the_pod() -> None:
+    n = {
+        "kind": "action",
+        "rule": "evict-leakers",
+        "target": POD_TARGET,
+        "reason": "the forecast says the kernel kills it in 4m",
+        "evidence": {"condition": "projected_oom_within", "projected_oom_in_s": 240},
+        "actions": [{"action": "evict", "outcome": "done"}],
+        "host": "node-7",
+        "at": 1_760_000_000.0,
+    }
+    message = render(n)
+    assert message["text"].startswith("Evicted prod/scheduler-7d9f8-abcde before an OOM kill")
+    assert "of pod *prod/scheduler-7d9f8-abcde*" in message["blocks"][1]["text"]["text"]
+    assert message_problem(message) is None

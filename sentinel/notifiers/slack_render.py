@@ -280,6 +280,11 @@ def why(notification: Mapping[str, Any]) -> str:
     limit = _limit(notification, record)
     usage = memory.get("usage_bytes")
     scope = record.get("global")
+    target = notification.get("target") or {}
+    if scope is True and target.get("pod"):
+        at = usage if isinstance(usage, int) else rss_bytes(record)
+        of = f" ({human_bytes(at)} of its {human_bytes(limit)} limit)" if limit is not None else ""
+        return f"host OOM: the node ran out of memory; the pod was below its limit{of}"
     if scope is True:
         if limit is not None:
             at = usage if isinstance(usage, int) else rss_bytes(record)
@@ -301,11 +306,40 @@ def why(notification: Mapping[str, Any]) -> str:
 
 
 def _who(notification: Mapping[str, Any]) -> tuple[str, str]:
-    """(name for words, made :func:`inert`; kind of thing): ``("web-1", "container")``."""
+    """(name for words, made :func:`inert`; kind of thing): ``("web-1", "container")``,
+    or ``("prod/web-7d9f8-abcde", "pod")`` for a container of a Kubernetes pod."""
     target = notification.get("target") or {}
+    if target.get("pod"):
+        return pod_name(target), "pod"
     name = inert(target.get("name") or target.get("id") or "?")
     kind = "container" if target.get("runtime") == "docker" else "process"
     return name, kind
+
+
+def pod_name(target: Mapping[str, Any]) -> str:
+    """``namespace/pod``, made :func:`inert`."""
+    return f"{inert(target.get('namespace') or '?')}/{inert(target.get('pod'))}"
+
+
+def _pod_words(target: Mapping[str, Any]) -> str:
+    """`` in container *app* of pod *prod/web-…* (Deployment/web)``, made :func:`inert`."""
+    container = target.get("container")
+    out = f" in container *{inert(container)}* of" if container else " in"
+    out += f" pod *{pod_name(target)}*"
+    if target.get("owner_kind"):
+        out += f" ({inert(target['owner_kind'])}/{inert(target.get('owner_name') or '')})"
+    return out
+
+
+def _pod_fields(target: Mapping[str, Any]) -> list[str]:
+    if not target.get("pod"):
+        return []
+    out = [f"*Pod*\n{pod_name(target)}"]
+    if target.get("owner_kind"):
+        out.append(f"*Owner*\n{inert(target['owner_kind'])}/{inert(target.get('owner_name'))}")
+    if target.get("node"):
+        out.append(f"*Node*\n{inert(target['node'])}")
+    return out
 
 
 def _host(notification: Mapping[str, Any], record: Mapping[str, Any] | None = None) -> str:
@@ -409,7 +443,13 @@ def _kill(notification: Mapping[str, Any], mention: str | None) -> Message:
     host_total = _host_total(notification, record)
     killed_at = (notification.get("evidence") or {}).get("killed_at", notification.get("at"))
     image_text = f" (`{image}`)" if image else ""
-    inside = f" in {kind} *{name}*{image_text}" if kind == "container" else ""
+    inside = (
+        f" in {kind} *{name}*{image_text}"
+        if kind == "container"
+        else _pod_words(target) + image_text
+        if kind == "pod"
+        else ""
+    )
     first = (
         f"{_mention(notification, mention)}The kernel killed `{comm}` "
         f"(pid {pid}){inside} on `{host}`: *{reason}*."
@@ -422,6 +462,7 @@ def _kill(notification: Mapping[str, Any], mention: str | None) -> Message:
     ]
     if notification.get("rule"):
         fields.append(f"*Rule*\n{inert(notification['rule'])}")
+    fields += _pod_fields(target)
     blocks: list[Block] = [
         _header(f"OOM kill: {name} on {host}"),
         _section(first, fields),
@@ -452,6 +493,7 @@ def _kill(notification: Mapping[str, Any], mention: str | None) -> Message:
         f"{_mention(notification, mention)}OOM kill on {host}: the kernel killed {comm} "
         f"(pid {pid})"
         f"{f' in container {name}' if kind == 'container' else ''}"
+        f"{f' in pod {name}' if kind == 'pod' else ''}"
         f"{f' ({image})' if image else ''}: {reason}. RSS at the kill {human_bytes(rss)}."
     )
     return {"text": text, "blocks": blocks}
@@ -463,9 +505,20 @@ def _action(notification: Mapping[str, Any]) -> Message:
     host = _host(notification)
     reason = inert(notification.get("reason", ""))
     actions = [a for a in notification.get("actions") or [] if isinstance(a, Mapping)]
-    restarted = any(a.get("action") == "restart" for a in actions)
-    title = f"Restarted {name} before an OOM kill" if restarted else f"Memory warning: {name}"
-    lines = [f"*{reason}* ({kind} *{name}* on `{host}`)."]
+    done = {a.get("action") for a in actions}
+    verb = (
+        "Restarted"
+        if "restart" in done
+        else "Evicted"
+        if "evict" in done
+        else "Deleted"
+        if "delete_pod" in done
+        else None
+    )
+    title = f"{verb} {name} before an OOM kill" if verb else f"Memory warning: {name}"
+    target = notification.get("target") or {}
+    where = _pod_words(target).strip() if kind == "pod" else f"{kind} *{name}*"
+    lines = [f"*{reason}* ({where} on `{host}`)."]
     if evidence.get("condition") == "projected_oom_within":
         lines.append(
             f"Forecast: the kernel would kill it in "
