@@ -225,3 +225,42 @@ def test_a_kernel_kill_in_a_pod_is_one_oomkilled_event_on_that_pod(
         kills = [k for k in s.logs("kill") if k["target"].get("namespace") == ns]
         assert sorted(k["target"]["pod"] for k in kills) == ["worker-0", "worker-1"]
         assert {k["target"]["owner_kind"] for k in kills} == {"StatefulSet"}
+
+
+@pytest.mark.timeout(180)
+def test_restart_in_place_stops_the_containers_main_process_through_host_pid(
+    tmp_path: Path, kube_api: KubeAPI
+) -> None:
+    ns = f"team-{uuid.uuid4().hex[:6]}"
+    container_id = cid()
+    pod = kube_api.add_pod(
+        kube_api.pod(
+            "batch-0", namespace=ns, container_id=container_id, owner=("StatefulSet", "batch")
+        )
+    )
+    rules = f"""\
+  - name: restart-big
+    match: {{runtime: kubernetes, namespace: "{ns}", owner: "StatefulSet/*"}}
+    when: {{memory_above: {{bytes: 16Mi, for: 2s}}}}
+    do:
+      - restart: {{grace_period: 3s}}
+"""
+    with kubelet_cgroup(
+        "systemd", pod["metadata"]["uid"], container_id, limit_bytes=128 * MIB
+    ) as cg:
+        app = cgroups.allocate(cg, 32)  # above the threshold, steady
+        with start(kube_api, rules, tmp_path) as s:
+            s.wait_ready()
+            # kubelet would start it again; here the test sees it end by SIGTERM
+            assert s.wait_for(app.poll, "the container's process to stop", 60) == -15
+            (done,) = s.wait_for(
+                lambda: s.logs("action", action="restart", outcome="done"), "the restart", 30
+            )
+            assert done["detail"]["via"] == "signal"
+            assert done["detail"]["pid"] == app.pid
+            assert done["target"]["pod"] == "batch-0"
+            assert kube_api.eviction_requests() == []
+            (ev,) = s.wait_for(
+                lambda: events_on(kube_api, "batch-0", "PreemptiveRestart"), "the Event", 30
+            )
+            assert "restarted container app" in ev["note"]

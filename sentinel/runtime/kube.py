@@ -66,6 +66,7 @@ class KubeNode:
         self.synced = threading.Event()
         """Set once the first list is in: until then no container can be named."""
         self.error: str | None = None
+        self._limit_checked: set[str] = set()
 
     # -- the API --------------------------------------------------------------------------
 
@@ -122,8 +123,30 @@ class KubeNode:
             pid = self._main_pid(cgroup)
             if pid is None:
                 continue  # no process: the pause container's sibling that exited, a stopped one
+            self._check_limit(ref, cgroup)
             out.append(self._target(ref, found, cgroup, pid))
         return out
+
+    def _check_limit(self, ref: PodRef, cgroup: str) -> None:
+        """The cgroup's limit is what the kernel enforces; say so once when the pod spec
+        says otherwise (a resize not applied yet, a runtime that ignores it)."""
+        if ref.memory_limit is None or ref.container_id in self._limit_checked:
+            return
+        self._limit_checked.add(ref.container_id or "")
+        try:
+            limit = self.fs.limit(cgroup)
+        except SourceError:
+            return
+        if limit is not None and abs(limit - ref.memory_limit) > 4096:
+            log.warning(
+                "kubernetes: %s/%s container %s: the cgroup's memory limit is %d bytes, the "
+                "pod spec says %d: forecasting against the cgroup's",
+                ref.namespace,
+                ref.pod,
+                ref.container,
+                limit,
+                ref.memory_limit,
+            )
 
     def target_for(self, cgroup: str | None, container_id: str | None = None) -> Target | None:
         """The pod's container a kill record's cgroup (or container id) names, with the
