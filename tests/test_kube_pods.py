@@ -78,7 +78,9 @@ def test_deployment_pod_after_an_oom_restart_knows_both_ids() -> None:
             owner_name="web",
             memory_limit=256 * MI,
             qos="burstable",
+            labels=pod["metadata"]["labels"],
         )
+    assert ref.labels == {"app": "web", "pod-template-hash": "7d4b9c8f6d"}
     sidecar = index.lookup(container_id=status_of(pod, "log-shipper")["containerID"], now=0.0)
     assert sidecar is not None
     assert (sidecar.container, sidecar.memory_limit) == ("log-shipper", 64 * MI)
