@@ -18,6 +18,7 @@ the cgroup it creates children under (:func:`create` says so when it does).
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import itertools
 import os
@@ -200,7 +201,7 @@ def temporary(
 
 
 def allocate(
-    cg: Cgroup, mib: int, *, grow_mib: int = 0, every: float = 0.0
+    cg: Cgroup, mib: int, *, grow_mib: int = 0, every: float = 0.0, ready_within: float = 60.0
 ) -> subprocess.Popen[str]:
     """A Python process in ``cg`` holding ``mib`` MiB of touched memory.
 
@@ -210,11 +211,21 @@ def allocate(
     argv = [sys.executable, "-S", "-c", ALLOCATOR, str(mib), str(grow_mib), str(every)]
     proc = cg.spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if line.strip() != "ready":
-        proc.kill()
+    # A thread reads the line, so the deadline holds even when the allocator hangs silent.
+    ready = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="allocate")
+    line = ready.submit(proc.stdout.readline)
+    try:
+        said = line.result(timeout=ready_within).strip()
+    except concurrent.futures.TimeoutError:
+        said = f"nothing within {ready_within:g}s"
+    if said != "ready":
+        proc.kill()  # ends the read too
         proc.wait()
-        raise RuntimeError(f"allocator in {cg.path} did not start (exit {proc.returncode})")
+        ready.shutdown()
+        raise RuntimeError(
+            f"allocator in {cg.path} did not start ({said!r}, exit {proc.returncode})"
+        )
+    ready.shutdown()
     return proc
 
 

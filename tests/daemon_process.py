@@ -17,15 +17,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, AnyStr, Generic, TypeVar
+
+from sentinel.store import Store
 
 SENTINEL = Path(sys.executable).parent / "sentinel"
 T = TypeVar("T")
@@ -53,6 +58,68 @@ def wait_for(check: Callable[[], T], what: str, timeout: float = 60, every: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(every)
+
+
+class Lines(Generic[AnyStr]):
+    """The lines of a pipe, read by a thread, so that a read has a real deadline (a plain
+    ``readline()`` blocks past any deadline while the writer says nothing)."""
+
+    def __init__(self, stream: IO[AnyStr]) -> None:
+        self._stream: IO[AnyStr] = stream
+        self._lines: queue.Queue[AnyStr | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream: IO[AnyStr]) -> None:
+        try:
+            for line in stream:
+                self._lines.put(line)
+        except ValueError:  # closed under us: the end
+            pass
+        finally:
+            self._lines.put(None)
+
+    def close(self, timeout: float = 10) -> None:
+        """After the writer exited: the reading thread ends at the end of the stream."""
+        self._thread.join(timeout)
+        self._stream.close()
+
+    def next(self, timeout: float, what: str = "a line") -> AnyStr | None:
+        """The next line (``None`` at the end of the stream); fails after ``timeout``."""
+        try:
+            return self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}") from None
+
+
+def kmsg_marker(text: str = "") -> int:
+    """Write a line to the kernel log (needs root) and return its sequence number: a reader
+    that has read past it has read everything the kernel logged before this call."""
+    marker = f"sentinel-test marker {uuid.uuid4().hex} {text}".strip()
+    fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        os.lseek(fd, 0, os.SEEK_END)  # only what is logged from now on
+        with open("/dev/kmsg", "w") as w:
+            w.write(marker + "\n")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                record = os.read(fd, 64 * 1024).decode("utf-8", "replace")
+            except BlockingIOError:
+                time.sleep(0.01)
+                continue
+            except BrokenPipeError:  # overwritten meanwhile: go on from the oldest held
+                continue
+            head, _, message = record.partition(";")
+            if message.split("\n", 1)[0] == marker:
+                return int(head.split(",")[1])
+    finally:
+        os.close(fd)
+    raise AssertionError(f"the marker {marker!r} did not show up in /dev/kmsg")
+
+
+def boot_id() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
 
 def kernel_kills(container_id: str | None = None, *, memcg: str | None = None) -> list[Any]:
@@ -185,6 +252,39 @@ class SentinelProcess:
         )
         assert result.returncode in (0, 1), f"sentinel events: exit {result.returncode}\n{result}"
         return json_lines(result.stdout)
+
+    def kmsg_position(self) -> int | None:
+        """How far sentinel has read the kernel log (this boot), as its state says."""
+        store = Store.open_read_only(self.state)
+        try:
+            return store.position("kmsg", boot_id())
+        finally:
+            store.close()
+
+    def pending(self) -> int:
+        """Notifications in the outbox not yet accepted by their receiver."""
+        store = Store.open_read_only(self.state)
+        try:
+            return store.pending_count()
+        finally:
+            store.close()
+
+    def ticks(self) -> float:
+        return self.metric("sentinel_ticks_total") or 0.0
+
+    def settle(self, ticks: int = 3, timeout: float = 60) -> None:
+        """Until whatever sentinel would do about what happened before this call has been
+        done: it has read the kernel log past a marker written now (every kill before it is
+        stored and handed to the evaluator), ``ticks`` more sample ticks have run (each
+        kicks an evaluation), and its outbox holds nothing unsent. Then "nothing else
+        happened" is a fact, not a hope that a sleep was long enough."""
+        mark = kmsg_marker()
+        start = self.ticks()
+        self.wait_for(
+            lambda: (self.kmsg_position() or -1) >= mark, "sentinel to read past the marker"
+        )
+        self.wait_for(lambda: self.ticks() >= start + ticks, f"{ticks} more ticks", timeout)
+        self.wait_for(lambda: self.pending() == 0, "an empty outbox", timeout)
 
     # -- HTTP ------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import cgroups
+from daemon_process import Lines
 from sentinel.actions import Clients, execute, hook, oom_score_adj, restart, signal
 from sentinel.actions._host import Host
 from sentinel.model import Target
@@ -57,6 +58,8 @@ class App:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
+        assert self.proc.stdout is not None
+        self.lines = Lines(self.proc.stdout)
         words = self.readline().split()
         assert words[0] == "ready", words
         self.children = [int(w) for w in words[1:]]
@@ -65,18 +68,34 @@ class App:
     def pid(self) -> int:
         return self.proc.pid
 
-    def readline(self) -> str:
-        assert self.proc.stdout is not None
-        return self.proc.stdout.readline().strip()
+    def readline(self, timeout: float = 10) -> str:
+        """The app's next line ("" once it exited); fails after ``timeout``."""
+        line = self.lines.next(timeout, "a line from the app")
+        return (line or "").strip()
+
+    def assert_alive(self) -> None:
+        """Alive and answering: a SIGTERM delivered before this call would have ended it
+        before it answers (the handler runs before the next line is read)."""
+        assert self.answers(), "the app exited"
+
+    def answers(self) -> bool:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write("fork\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            return False
+        line = self.readline()
+        if not line:
+            return False
+        word, pid = line.split()
+        assert word == "child", line
+        self.children.append(int(pid))
+        return True
 
     def fork(self) -> int:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("fork\n")
-        self.proc.stdin.flush()
-        word, pid = self.readline().split()
-        assert word == "child"
-        self.children.append(int(pid))
-        return int(pid)
+        assert self.answers(), "the app exited"
+        return self.children[-1]
 
     def target(self) -> Target:
         return Target(id=f"pid:{self.pid}", name="app", runtime="process", pid=self.pid)
@@ -137,8 +156,7 @@ def test_restart_dry_run_changes_nothing(cg: cgroups.Cgroup) -> None:
     assert result.dry_run
     assert result.outcome == "dry_run"
     assert "SIGTERM" in result.detail["would"]
-    time.sleep(0.3)
-    assert app.proc.poll() is None
+    app.assert_alive()  # a SIGTERM sent would have ended it (exit-on-term) before this
 
 
 def test_restart_gone_process_is_a_result(cg: cgroups.Cgroup) -> None:
@@ -205,7 +223,7 @@ def test_signal_dry_run_sends_nothing(cg: cgroups.Cgroup) -> None:
     # (it would have exited first, and this read would find the pipe closed).
     app.proc.send_signal(12)  # SIGUSR2: the app prints "usr2"
     assert app.readline() == "usr2"
-    assert app.proc.poll() is None
+    app.assert_alive()  # both pending at once, Python runs SIGUSR2's handler first
 
 
 # --- oom_score_adj -----------------------------------------------------------------------
@@ -371,8 +389,7 @@ def test_execute_drops_when_no_longer_holds(
     assert calls == [1]
     assert result.outcome == "dropped"
     assert result.error == "dropped: no longer holds"
-    time.sleep(0.2)
-    assert app.proc.poll() is None
+    app.assert_alive()  # not restarted: a SIGTERM would have ended it before it answers
     line = json.loads(caplog.records[-1].getMessage())
     assert line["outcome"] == "dropped"
     assert line["rule"] == "test-rule"

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 import cgroups
-from daemon_process import SENTINEL, SentinelProcess, kernel_kills, wait_for
+from daemon_process import SENTINEL, SentinelProcess, kernel_kills, kmsg_marker, wait_for
 from docker_fixtures import DOCKER_UP, Container, RunContainer, docker
 
 pytestmark = pytest.mark.kernel
@@ -281,7 +281,7 @@ def test_a_kernel_kill_is_stored_and_notified_once(
         assert c.wait(timeout=60) == 137
         assert c.state()["OOMKilled"] is True
         s.wait_for(lambda: s.notifications(target_id=c.id), "the kill notification", 20)
-        time.sleep(3)  # time for a duplicate to show up
+        s.settle()  # read past the kill, ticked, outbox empty: a duplicate would be here
         notes = s.notifications(target_id=c.id)
         assert len(notes) == 1, notes
         note = notes[0]
@@ -336,7 +336,7 @@ def test_restarts_that_do_not_help_escalate_once(
         # No restart after the escalation: the leak runs on to the kernel's kill.
         assert c.wait(timeout=60) == 137
         assert started_at(c) == after
-        time.sleep(2)
+        s.settle()  # the kill read, ticks after it: a restart or escalation would be here
         restarts = decisions(s, target_id=c.id, action="restart")
         assert [d["outcome"] for d in restarts] == ["done", "done"], restarts
         escalations = decisions(s, target_id=c.id, event="escalation")
@@ -391,7 +391,8 @@ def test_dry_run_changes_nothing_and_says_what_it_would_do(
         )
         assert adj[0]["outcome"] == "dry_run"
         assert adj[0]["detail"]["processes"][0]["would"] == 500
-        time.sleep(2)
+        s.settle()  # ticks after the dry-run lines: a real restart or write would be done
+        assert s.logs("action", target_id=c.id, outcome="done") == []
         now = c.state()
         assert (now["StartedAt"], now["Pid"]) == (first["StartedAt"], first["Pid"])
         assert set(oom_score_adjs(container_pids(c)).values()) == {0}
@@ -430,6 +431,8 @@ def test_oom_score_adj_reaches_every_process_and_survives_a_restart(
         before = s.wait_for(all_adjusted, "oom_score_adj 500 on the 3 processes", 30)
         docker("restart", "--time", "1", c.id)
         after = s.wait_for(all_adjusted, "oom_score_adj 500 after the restart", 30)
+        assert before is not None
+        assert after is not None
         assert set(after).isdisjoint(before), "the restart should have made new processes"
         done = s.logs("action", target_id=c.id, action="oom_score_adj", outcome="done")
         assert done, s.stderr()[-3000:]
@@ -507,7 +510,9 @@ def test_sigkill_and_start_again_loses_nothing_and_repeats_nothing(
             "the restart of the steady one",
             30,
         )
-        time.sleep(1.5)  # the outbox marks the notification sent
+        first.wait_for(lambda: first.pending() == 0, "the outbox to mark it sent", 20)
+        mark = kmsg_marker()  # and the kmsg position stored past the kill
+        first.wait_for(lambda: (first.kmsg_position() or -1) >= mark, "the kmsg position", 20)
     finally:
         first.stop(signal.SIGKILL)
     assert first.exit_code == -signal.SIGKILL
@@ -519,7 +524,7 @@ def test_sigkill_and_start_again_loses_nothing_and_repeats_nothing(
         second.wait_for(
             lambda: second.notifications(target_id=two.id), "the kill made while down", 30
         )
-        time.sleep(4)  # a few ticks: room for a repeated restart or notification
+        second.settle()  # read past both kills, ticked, sent: a repeat would be here
         assert second.notifications(target_id=one.id) == []
         assert len(second.notifications(target_id=two.id)) == 1
         kills = [e for e in second.events() if e["event"] == "kill"]

@@ -119,7 +119,13 @@ rules:
 """,
         "policy.yaml",
     )
-    d = Daemon(policy, Options(mode="sidecar", state=str(tmp_path / "state.db"), listen=""))
+    empty = tmp_path / "cgroup"  # not the host's tree: this test needs no cgroup (nor root)
+    (empty / "memory").mkdir(parents=True)  # a v1 memory hierarchy with nothing in it
+    (empty / "memory" / "memory.usage_in_bytes").write_text("0\n")
+    options = Options(
+        mode="sidecar", state=str(tmp_path / "state.db"), listen="", cgroup_root=empty
+    )
+    d = Daemon(policy, options)
     d.clock = Clock(NOW)
     app = Target(id="pid:4242", name="app", runtime="process", started_at=NOW - 3600)
     sample = MemorySample(

@@ -50,9 +50,11 @@ def test_graceful_restart_and_events(
     before = client.inspect(c.id)
     seen: list[DockerEvent] = []
 
+    since = time.time() - 1  # dockerd replays what happened since: no race with the restart
+
     def watch() -> None:
         with DockerClient() as events_client:
-            for event in events_client.events(since=time.time() - 1):
+            for event in events_client.events(since=since):
                 if event.container_id != c.id:
                     continue
                 seen.append(event)
@@ -61,7 +63,6 @@ def test_graceful_restart_and_events(
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    time.sleep(0.5)
     client.restart(c.id, grace_seconds=10)
     watcher.join(timeout=30)
     after = client.inspect(c.id)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from policy_helpers import NOW, MiB, kill, kinds, leaking, memory, policy, run, target
@@ -417,10 +421,55 @@ def test_one_restart_per_target_per_evaluation() -> None:
     assert "left to an earlier rule" in decisions[1].evidence["notes"][0]
 
 
+PURE = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from policy_helpers import kill, leaking, policy, run, target
+p = policy(
+    "settings: {max_actions_per_minute: 3}\\n"
+    "notifiers: {ops: {type: log}}\\n"
+    "rules:\\n"
+    "  - {name: restart, when: {projected_oom_within: 15m}, do: [{restart: {}}, {notify: ops}]}\\n"
+    "  - {name: kills, when: {oom_killed: true}, do: [{notify: ops}]}\\n"
+)
+names = ["web-%d" % i for i in range(12)]  # equally urgent: which 3 restart is the order's
+targets = [leaking(target(n), 60) for n in names]
+events = [kill(target(n)) for n in names[:6]]
+print(json.dumps([d.to_dict() for d in run(p, targets, events)], sort_keys=True))
+"""
+
+
 def test_evaluate_is_pure_and_deterministic() -> None:
+    """Same inputs, same decisions, in the same order, in processes with different hash
+    seeds (iterating a set or a dict of strings would show here), and the inputs are left
+    as they were."""
     targets = [leaking(target("scheduler-1"), 60), TargetState(target("db", image="postgres:16"))]
     events = [kill(target("web"))]
-    assert run(EXAMPLE, targets, events) == run(EXAMPLE, targets, events)
+    before = copy.deepcopy((EXAMPLE, targets, events))
+    decisions = run(EXAMPLE, targets, events)
+    assert (EXAMPLE, targets, events) == before
+    assert kinds(decisions) == [
+        ("restart-leaking-scheduler", "scheduler-1", "restart"),
+        ("restart-leaking-scheduler", "scheduler-1", "notify"),
+        ("protect-database", "db", "oom_score_adj"),
+        ("report-every-kill", "web", "notify"),
+    ]
+    tests = Path(__file__).parent
+    outputs = set()
+    for seed in ("1", "2", "3", "4", "5", "6"):
+        out = subprocess.run(
+            [sys.executable, "-c", PURE, str(tests)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        )
+        outputs.add(out.stdout)
+    assert len(outputs) == 1, "the decisions differ between hash seeds"
+    (only,) = outputs
+    restarted = [d["target"]["name"] for d in json.loads(only) if d["action"] == "restart"]
+    assert restarted == ["web-0", "web-1", "web-2"]  # the rate limit keeps the first three
 
 
 # --- the re-check before acting ----------------------------------------------------------

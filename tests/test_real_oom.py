@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import cgroups
+from daemon_process import Lines
 
 SENTINEL = str(Path(sys.executable).parent / "sentinel")
 LEAK = "x = []\nwhile True:\n    x.append(b'\\x01' * (1 << 20))\n"
@@ -61,29 +62,35 @@ def test_real_memcg_oom_kill_is_parsed_from_kmsg() -> None:
 
 
 def test_follow_reports_a_kill_as_it_happens() -> None:
+    old = len(_kmsg_records())  # kills already in the buffer: --follow prints these first
     follower = subprocess.Popen(
         [SENTINEL, "parse", "kmsg", "--follow", "--format", "json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert follower.stdout is not None
+    lines = Lines(follower.stdout)
     try:
-        time.sleep(1.0)  # let it drain the buffer's old records
+        for n in range(old):  # caught up with the buffer: the next kill is read as it comes
+            assert lines.next(30, f"old kill record {n + 1} of {old}") is not None
         with cgroups.temporary(limit_bytes=48 * cgroups.MIB) as cg:
             proc = cg.spawn([sys.executable, "-S", "-c", LEAK], stdout=subprocess.DEVNULL)
             assert proc.wait(timeout=60) == -9
             pid = proc.pid
-        assert follower.stdout is not None
         deadline = time.monotonic() + 15
         found = None
-        while found is None and time.monotonic() < deadline:
-            line = follower.stdout.readline()
-            if line:
-                record = json.loads(line)
-                if record["pid"] == pid:
-                    found = record
-        assert found is not None
+        while found is None:
+            left = deadline - time.monotonic()
+            line = lines.next(max(left, 0.0), f"the kill of pid {pid} from --follow")
+            assert line is not None, f"--follow ended (exit {follower.poll()})"
+            record = json.loads(line)
+            if record["pid"] == pid:
+                found = record
         assert found["task_memcg"] == cg.path
     finally:
         follower.terminate()
-        follower.communicate(timeout=10)
+        follower.wait(timeout=10)
+        lines.close()
+        if follower.stderr is not None:
+            follower.stderr.close()

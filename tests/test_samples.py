@@ -16,7 +16,8 @@ import pytest
 from sentinel.kernel import parse_lines
 from sentinel.kernel.scan import scan_chunks
 
-SAMPLES = sorted((Path(__file__).parent / "data" / "oom-logs").glob("*.log"))
+DATA = Path(__file__).parent / "data" / "oom-logs"
+SAMPLES = sorted(DATA.glob("*.log"))
 
 
 def _expected(log: Path) -> list[dict[str, object]]:
@@ -47,5 +48,26 @@ def test_byte_scanner_agrees_with_line_parser(log: Path) -> None:
     assert by_bytes == by_lines
 
 
-def test_corpus_is_not_empty() -> None:
-    assert len(SAMPLES) >= 16
+def test_the_corpus_parses_to_every_kind_of_kill_it_holds() -> None:
+    """The whole corpus at once: as many records as the expected files hold (the tests
+    above would pass on an empty or unpaired corpus; this one would not), and among them
+    every kind the parser must tell apart: host and cgroup kills, each constraint, kills
+    in containers and in pods."""
+    expected = [r for log in SAMPLES for r in _expected(log)]
+    got = []
+    for log in SAMPLES:
+        with log.open(encoding="utf-8", errors="replace") as f:
+            got += [r.to_dict() for r in parse_lines(f)]
+    assert len(got) == len(expected) >= 50
+    assert {r.get("global") for r in got} >= {True, False}
+    constraints = {r.get("constraint") for r in got}
+    assert constraints >= {"CONSTRAINT_NONE", "CONSTRAINT_MEMCG", "CONSTRAINT_CPUSET"}
+    assert "CONSTRAINT_MEMORY_POLICY" in constraints
+    assert sum(bool(r.get("container_id")) for r in got) >= 10
+    assert sum(bool(r.get("pod_uid")) for r in got) >= 5
+    unpaired = [
+        p.name
+        for p in DATA.glob("*.expected.json")
+        if not p.with_suffix("").with_suffix(".log").exists()
+    ]
+    assert unpaired == []  # an expected file whose log is gone would never be checked

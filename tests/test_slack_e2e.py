@@ -8,7 +8,6 @@ buffer) never reach its server.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,6 +70,15 @@ def leaker(run_container: RunContainer, image: str, label: str) -> Container:
     )
 
 
+def watching(daemon: SentinelProcess, container: Container) -> None:
+    """Until sentinel samples ``container``: it knows its name and labels."""
+    daemon.wait_for(
+        lambda: daemon.metric("sentinel_memory_usage_bytes", target=container.name) is not None,
+        f"sentinel to watch {container.name}",
+        30,
+    )
+
+
 def about(messages: list[Message], container: Container) -> list[Message]:
     return [m for m in messages if container.name in m.text or container.name in str(m.blocks)]
 
@@ -96,11 +104,11 @@ def test_a_real_oom_kill_is_one_slack_message(
     daemons.append(daemon)
     daemon.wait_ready()
     container = leaker(run_container, leaker_image, label)
-    time.sleep(2.5)  # sentinel sees it running (names, labels) before it dies
+    watching(daemon, container)  # sentinel knows it (names, labels) before it dies
     container.signal("USR1")
     assert container.wait(timeout=120) == 137
     (message,) = wait_for(lambda: about(server.messages, container), "the Slack message", 30)
-    time.sleep(3)
+    daemon.settle()  # read past the kill, ticked, outbox empty: a second message would be in
     assert about(server.messages, container) == [message]
     assert message.channel == CHANNEL
     assert f"in container {container.name}" in message.text
@@ -127,7 +135,7 @@ def test_outage_and_restart_lose_nothing_and_send_once(
     daemons.append(first)
     first.wait_ready()
     container = leaker(run_container, leaker_image, label)
-    time.sleep(2.5)
+    watching(first, container)
     container.signal("USR1")
     assert container.wait(timeout=120) == 137
     wait_for(
@@ -137,18 +145,24 @@ def test_outage_and_restart_lose_nothing_and_send_once(
         "the decision to notify",
         30,
     )
-    time.sleep(1.5)  # a delivery attempt fails against the closed port
+    first.wait_for(
+        lambda: (first.metric("sentinel_notification_failures_total") or 0) >= 1,
+        "a delivery attempt to fail against the closed port",
+        30,
+    )
     assert first.stop() == 0
     assert not server.messages
     second = slack_daemon(tmp_path, text, state)
     daemons.append(second)
     second.wait_ready()
-    time.sleep(1)
+    second.wait_for(  # it found the message owed in the state, while Slack is still down
+        lambda: second.metric("sentinel_notifications_pending") == 1, "the owed message", 30
+    )
     server.up()
     (message,) = wait_for(
         lambda: about(server.messages, container), "the message after the outage", 60
     )
-    time.sleep(3)
+    second.settle()
     assert about(server.messages, container) == [message]
     assert "it reached its own 64 MiB limit" in message.text
     second.stop()
@@ -168,7 +182,8 @@ def test_a_storm_of_ten_kills_is_one_grouped_message(
     daemons.append(daemon)
     daemon.wait_ready()
     containers = [leaker(run_container, leaker_image, label) for _ in range(10)]
-    time.sleep(3)
+    for c in containers:
+        watching(daemon, c)
     for c in containers:
         c.signal("USR1")
     for c in containers:
@@ -178,7 +193,7 @@ def test_a_storm_of_ten_kills_is_one_grouped_message(
         return [m for m in server.messages if m.text.startswith("OOM kill storm")]
 
     (grouped,) = wait_for(storm, "the grouped storm message", 60)
-    time.sleep(5)
+    daemon.settle()  # every kill read, ticked, nothing held or owed: all is said
     assert storm() == [grouped]
     assert "10 kills" in grouped.text
     for c in containers:

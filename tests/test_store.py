@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -99,19 +101,35 @@ def test_outbox_keeps_what_is_not_accepted(tmp_path: Path) -> None:
     assert reopened.pending_count() == 0
 
 
-def test_a_killed_writer_loses_no_acknowledged_record(tmp_path: Path) -> None:
+WRITER = """
+import os, sys
+from sentinel.store import Store
+from sentinel.model import KillRecord
+s = Store(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    s.add_kill(KillRecord(pid=i, kmsg_seq=i), now=i, boot_id='b', source='kmsg')
+    os.write(1, b"%d\\n" % i)  # the acknowledgement: add_kill returned
+"""
+
+
+def test_every_connection_is_synchronous_full_on_wal(tmp_path: Path) -> None:
+    """What the module promises (a record acknowledged survives a power cut) needs both on
+    the live connection, on a new state and on one opened again."""
     path = tmp_path / "s.db"
-    writer = (
-        "import sys, os\n"
-        "from sentinel.store import Store\n"
-        "from sentinel.model import KillRecord\n"
-        "s = Store(sys.argv[1])\n"
-        "for i in range(100000):\n"
-        "    s.add_kill(KillRecord(pid=i, kmsg_seq=i), now=i, boot_id='b', source='kmsg')\n"
-        "    print(i, flush=True)\n"
-    )
+    for store in (Store(path), Store(path)):
+        db = store._db  # the connection the store writes through
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL (OFF 0, NORMAL 1)
+        store.close()
+
+
+def test_a_killed_writer_loses_no_acknowledged_record(tmp_path: Path) -> None:
+    """SIGKILL right after an acknowledgement: every acknowledged row is there, with its
+    position. (A process kill keeps the page cache, so this holds even with
+    ``synchronous=OFF``; the next test is the one that tells FULL from OFF.)"""
+    path = tmp_path / "s.db"
     proc = subprocess.Popen(
-        [sys.executable, "-c", writer, str(path)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", WRITER, str(path), "100000"], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
     acknowledged = -1
@@ -126,6 +144,37 @@ def test_a_killed_writer_loses_no_acknowledged_record(tmp_path: Path) -> None:
     pids = [k.record.pid for k in store.kills()]
     assert pids[: acknowledged + 1] == list(range(acknowledged + 1))
     assert store.position("kmsg", "b") == pids[-1]
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_a_record_is_on_disk_before_it_is_acknowledged(tmp_path: Path) -> None:
+    """The durability contract, seen from the system calls: between two acknowledgements
+    the writer syncs the WAL to disk (``fsync``/``fdatasync``). With ``synchronous=OFF``
+    (or NORMAL, which syncs WAL only at checkpoints) there is no such call, and a power
+    cut would lose acknowledged kills."""
+    path = tmp_path / "s.db"
+    trace = tmp_path / "trace"
+    subprocess.run(
+        [
+            "strace", "-f", "-qq", "-y", "-e", "trace=write,fsync,fdatasync", "-e", "signal=none",
+            "-o", str(trace), sys.executable, "-c", WRITER, str(path), "20",
+        ],
+        stdout=subprocess.DEVNULL,
+        check=True,
+        timeout=60,
+    )  # fmt: skip
+    wal = f"{path}-wal>"
+    acks = 0
+    synced = False
+    for line in trace.read_text().splitlines():
+        call = line.split(None, 1)[1] if " " in line else line
+        if call.startswith(("fsync(", "fdatasync(")) and wal in call:
+            synced = True
+        elif re.match(r'write\(1<[^>]*>, "\d+\\n"', call):
+            assert synced, f"acknowledgement {acks} with no WAL sync since the last one"
+            acks += 1
+            synced = False
+    assert acks == 20, trace.read_text()[-2000:]
 
 
 def test_a_foreign_file_is_a_clear_error(tmp_path: Path) -> None:
