@@ -211,30 +211,31 @@ class KubeNode:
         return process_start(self.proc, pid)
 
 
-def _ppid(proc: Path, pid: int) -> int | None:
+def _stat_field(proc: Path, pid: int, index: int) -> int | None:
+    """Field ``index`` (0 = the state, after the command's parentheses) of
+    ``/proc/PID/stat``, or ``None`` when the process is gone or the field unreadable."""
     try:
         stat = (proc / str(pid) / "stat").read_text()
     except OSError:
         return None
     fields = stat[stat.rfind(")") + 2 :].split()
     try:
-        return int(fields[1])
+        return int(fields[index])
     except (IndexError, ValueError):
         return None
+
+
+def _ppid(proc: Path, pid: int) -> int | None:
+    return _stat_field(proc, pid, 1)
 
 
 _BOOT: dict[str, float] = {}
 
 
 def process_start(proc: Path, pid: int) -> float | None:
-    try:
-        stat = (proc / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2 :].split()
-    try:
-        ticks = int(fields[19])
-    except (IndexError, ValueError):
+    """When ``pid`` started, in wall-clock seconds (``starttime`` after ``btime``)."""
+    ticks = _stat_field(proc, pid, 19)
+    if ticks is None:
         return None
     key = str(proc)
     if key not in _BOOT:
