@@ -172,6 +172,7 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Pool:
         store.close()
     (root / "state.db.address").write_text("garbage\n")
     (root / "subdir").mkdir()
+    (root / "cgroup" / "memory").mkdir(parents=True)  # an empty cgroup v1 tree
     files = [str(root / name) for name in contents]
     files += [str(state), str(root / "subdir"), os.devnull, str(root / "missing"), "-"]
     run_states = [
@@ -259,11 +260,12 @@ def safe(name: str, argv: list[str], pool: Pool) -> list[str]:
             argv.append(str(root / "story.log"))  # never the default, the real kmsg
     elif name == "top":
         argv = [*argv, "--once", "--no-docker", "--window", "0.01", "--interval", "0.01"]
+        argv += ["--cgroup-root", str(root / "cgroup")]  # an empty tree, not this machine's
     elif name == "run":
         # the random --state (a later one wins) is replaced by one from the run pool
         states = [a for a in argv if a in pool.run_states]
         argv = ["--listen", "", *argv, "--dry-run", "--docker-url", "unix:///nonexistent"]
-        argv += ["--kmsg-path", str(root / "empty")]
+        argv += ["--kmsg-path", str(root / "empty"), "--cgroup-root", str(root / "cgroup")]
         argv += ["--state", states[-1] if states else str(root / "run-state.db")]
     elif name == "events":
         argv = ["--state", str(root / "state.db"), *argv]

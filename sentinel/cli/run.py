@@ -56,6 +56,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--docker-url", help="Docker socket (default unix:///var/run/docker.sock)")
     p.add_argument("--kmsg-path", type=Path, default=Path("/dev/kmsg"), help=argparse.SUPPRESS)
+    p.add_argument(
+        "--cgroup-root", type=Path, default=Path("/sys/fs/cgroup"), help=argparse.SUPPRESS
+    )
     p.set_defaults(run=run)
 
     e = sub.add_parser(
@@ -96,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         mode=args.mode,
         dry_run=args.dry_run,
         kmsg=args.kmsg_path,
+        cgroup_root=args.cgroup_root,
         docker_url=args.docker_url,
         listen=args.listen,
         state=args.state,

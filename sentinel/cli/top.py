@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from sentinel.cli.common import EXIT_OK, default_format, seconds_arg
@@ -45,6 +46,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--no-docker", action="store_true", help="do not ask Docker for names")
     p.add_argument("--docker-url", help="Docker socket (default unix:///var/run/docker.sock)")
+    p.add_argument(
+        "--cgroup-root", type=Path, default=Path("/sys/fs/cgroup"), help=argparse.SUPPRESS
+    )
     p.set_defaults(run=run)
 
 
@@ -58,7 +62,7 @@ def build_monitor(args: argparse.Namespace) -> Monitor:
     docker = None if args.no_docker else DockerClient(args.docker_url)
     self_cgroup = proc.cgroup(_self_pid()).memory_cgroup
     return Monitor(
-        CgroupFS(),
+        CgroupFS(args.cgroup_root),
         proc,
         docker,
         all_cgroups=True,
