@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -108,9 +111,13 @@ def test_container_info_parses_nanosecond_times() -> None:
     assert info.started_at == pytest.approx(1704164645.123456)
 
 
-def test_refused_connection_is_temporary(tmp_path: Path) -> None:
-    path = tmp_path / "docker.sock"
-    with socket.socket(socket.AF_UNIX) as s:
+def test_refused_connection_is_temporary() -> None:
+    # A short directory: a socket path has at most 107 bytes, and pytest's tmp_path under a
+    # long TMPDIR (the markers test's) can be longer.
+    short = Path(tempfile.mkdtemp(prefix="sentinel-", dir="/tmp"))
+    path = short / "docker.sock"
+    with contextlib.ExitStack() as cleanup, socket.socket(socket.AF_UNIX) as s:
+        cleanup.callback(shutil.rmtree, short, ignore_errors=True)
         s.bind(str(path))  # bound, never listening: connect() is refused
         with pytest.raises(TemporaryError, match="not reachable"):
             DockerClient(f"unix://{path}").ping()
