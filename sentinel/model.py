@@ -241,6 +241,14 @@ class Target:
     owner_kind: str | None = None
     owner_name: str | None = None
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Target:
+        """The target :meth:`to_dict` wrote (unknown keys ignored)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["labels"] = dict(values.get("labels") or {})
+        return cls(**values)
+
     def to_dict(self) -> dict[str, Any]:
         """Identity for logs and evidence; absent values are left out."""
         out: dict[str, Any] = {"id": self.id, "name": self.name, "runtime": self.runtime}

@@ -41,7 +41,7 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,9 +122,15 @@ CREATE INDEX IF NOT EXISTS decisions_rule_action_at ON decisions (rule, action, 
 CREATE INDEX IF NOT EXISTS decisions_action_at ON decisions (action, at);
 """
 
+_SCHEMA_V3 = """
+ALTER TABLE kills ADD COLUMN handled INTEGER NOT NULL DEFAULT 1;
+CREATE INDEX IF NOT EXISTS kills_unhandled ON kills (id) WHERE handled = 0;
+"""
+
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "kills, positions, samples, decisions, outbox, threads", _SCHEMA_V1),
     (2, "indexes for the bounded history of cooldowns, budgets and the rate limit", _SCHEMA_V2),
+    (3, "kills not yet handled by the rules (a crash between storing and deciding)", _SCHEMA_V3),
 )
 """``(version, what, script)`` in order: a state file at version N gets every later one."""
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -518,18 +524,21 @@ class Store:
         target_name: str | None = None,
         target: Mapping[str, Any] | None = None,
         source: str | None = None,
+        handled: bool = True,
     ) -> int | None:
         """Store a kill once; returns its id, or None when it was stored before.
 
         With ``source``, the source's position moves to the record's kmsg sequence in the
-        same transaction.
+        same transaction. ``handled=False``: the rules have yet to decide on it; it stays
+        listed by :meth:`unhandled_kills` until :meth:`mark_kills_handled` (so a crash in
+        between loses no notification).
         """
         key = kill_key(record, boot_id)
         with self._tx() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO kills"
-                " (dedupe_key, recorded_at, pid, target_id, target_name, record, target)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " (dedupe_key, recorded_at, pid, target_id, target_name, record, target, handled)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key,
                     now,
@@ -538,11 +547,28 @@ class Store:
                     target_name,
                     json.dumps(record.to_dict()),
                     json.dumps(dict(target)) if target is not None else None,
+                    int(handled),
                 ),
             )
             if source is not None and boot_id and record.kmsg_seq is not None:
                 self._set_position(db, source, boot_id, record.kmsg_seq)
             return cur.lastrowid if cur.rowcount else None
+
+    def unhandled_kills(self) -> list[StoredKill]:
+        """Kills stored but not yet decided on by the rules (oldest first)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, recorded_at, record, target_id, target_name, target FROM kills"
+                " WHERE handled = 0 ORDER BY id"
+            ).fetchall()
+        return [self._stored_kill(r) for r in rows]
+
+    def mark_kills_handled(self, ids: Iterable[int]) -> None:
+        wanted = [(i,) for i in ids]
+        if not wanted:
+            return
+        with self._tx() as db:
+            db.executemany("UPDATE kills SET handled = 1 WHERE id = ?", wanted)
 
     def kills(self, *, since: float | None = None) -> list[StoredKill]:
         with self._lock:
@@ -551,17 +577,18 @@ class Store:
                 " WHERE recorded_at >= ? ORDER BY id",
                 (since if since is not None else float("-inf"),),
             ).fetchall()
-        return [
-            StoredKill(
-                id=r[0],
-                recorded_at=r[1],
-                record=KillRecord.from_dict(json.loads(r[2])),
-                target_id=r[3],
-                target_name=r[4],
-                target=json.loads(r[5]) if r[5] else None,
-            )
-            for r in rows
-        ]
+        return [self._stored_kill(r) for r in rows]
+
+    @staticmethod
+    def _stored_kill(r: Any) -> StoredKill:
+        return StoredKill(
+            id=r[0],
+            recorded_at=r[1],
+            record=KillRecord.from_dict(json.loads(r[2])),
+            target_id=r[3],
+            target_name=r[4],
+            target=json.loads(r[5]) if r[5] else None,
+        )
 
     def position(self, source: str, boot_id: str) -> int | None:
         """The last sequence number read from ``source`` in this boot, if any."""
@@ -661,6 +688,22 @@ class Store:
         with self._tx() as db:
             db.execute("UPDATE decisions SET outcome = ? WHERE id = ?", (outcome, decision_id))
             self._decisions_changed()
+
+    def set_evidence_key(self, decision_id: int, key: str, value: Any) -> None:
+        """Add ``key`` to a decision's stored evidence (what an action brought back, such
+        as a snapshot's report); the caller bounds its size."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT evidence FROM decisions WHERE id = ?", (decision_id,)
+            ).fetchone()
+            if row is None:
+                return
+            evidence = json.loads(row[0])
+            evidence[key] = value
+            db.execute(
+                "UPDATE decisions SET evidence = ? WHERE id = ?",
+                (json.dumps(evidence, default=str), decision_id),
+            )
 
     def _decisions_changed(self) -> None:
         """Called inside the writing transaction (under the lock): the history cache of

@@ -73,6 +73,8 @@ class KillEvent:
     t: float
     scope: str | None
     record: KillRecord | None = None
+    kill_id: int | None = None
+    """The kill's row in the state: marked handled once the rules decided on it."""
 
 
 DISRUPTIVE = frozenset({"restart", "signal", "run", "evict", "delete_pod"})

@@ -108,6 +108,8 @@ HISTORY_WINDOW = 7 * 86400.0
 to re-apply (cooldowns and budgets read only their own windows: :func:`lookback`)."""
 KMSG_STALE_S = 30.0
 """The kmsg follower reads or wakes every 0.2 s: this long without is a stuck thread."""
+BACKLOG_SLACK_S = 0.25
+"""A kill stamped less than this before sentinel's start still counts as seen live."""
 COMEBACK_WAIT_S = 10.0
 """How long a sidecar's restart waits for the app's restart policy to bring it back."""
 
@@ -264,6 +266,7 @@ class Daemon:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._resume_kills()
         # Kernel timestamps count from boot, as CLOCK_MONOTONIC does: what the kernel logged
         # from here on happened while sentinel watched.
         self._started_since_boot = time.clock_gettime(time.CLOCK_MONOTONIC)
@@ -449,7 +452,7 @@ class Daemon:
         buffer) is new and handled."""
         ts = record.kernel_timestamp
         started = self._started_since_boot
-        return ts is None or started is None or ts < started - 1.0
+        return ts is None or started is None or ts < started - BACKLOG_SLACK_S
 
     def on_kill(self, record: KillRecord, *, act: bool = True) -> None:
         """Store a kill once, log it, and (``act``) evaluate the rules at once."""
@@ -463,9 +466,10 @@ class Daemon:
             target_name=target.name,
             target=target.to_dict(),
             source="kmsg",
+            handled=not act,
         )
         if stored is None:
-            return  # read again after a restart: stored and handled before
+            return  # read again after a restart: stored before (and handled, or resumed)
         scope = record.scope or "unknown"
         self.metrics.inc("sentinel_kills_total", scope=scope)
         event(
@@ -483,10 +487,31 @@ class Daemon:
             backlog=not act,
         )
         if act:
-            if self.kube is not None:
-                self._kube_event(f"kill:{stored}", kill_event(target, record, self.kube.node), now)
-            self._events.put(KillEvent(target=target, t=now, scope=record.scope, record=record))
-            self._kick.set()
+            self._decide_on_kill(stored, target, record, now)
+
+    def _decide_on_kill(self, kill_id: int, target: Target, record: KillRecord, now: float) -> None:
+        """Queue a stored kill for the rules (and its Event on the pod): it stays
+        unhandled in the state until the evaluation has carried out what it decided."""
+        if self.kube is not None:
+            self._kube_event(f"kill:{kill_id}", kill_event(target, record, self.kube.node), now)
+        self._events.put(
+            KillEvent(target=target, t=now, scope=record.scope, record=record, kill_id=kill_id)
+        )
+        self._kick.set()
+
+    def _resume_kills(self) -> None:
+        """Kills a previous run stored but did not decide on (it stopped or crashed in
+        between): decided on now, so none goes unnotified."""
+        for kill in self.store.unhandled_kills():
+            if kill.target:
+                target = Target.from_dict(kill.target)
+            else:
+                name = kill.target_name or f"pid {kill.record.pid}"
+                target = Target(
+                    id=kill.target_id or f"pid:{kill.record.pid}", name=name, runtime="process"
+                )
+            event(log, "kill-resumed", kill_id=kill.id, target=target.to_dict())
+            self._decide_on_kill(kill.id, target, kill.record, kill.recorded_at)
 
     def _pods_changed(self) -> None:
         self._discover_now.set()
@@ -789,6 +814,9 @@ class Daemon:
                     self._carry_out(decision, now, record, snapshot)
                 if first is not None:
                     self._hand_over(firing[first:], now, snapshot)
+            # Decided, and what was decided is in the state (notifications queued,
+            # disruptive actions recorded as pending): the kills are handled.
+            self.store.mark_kills_handled(e.kill_id for e in events if e.kill_id is not None)
 
     def _predicted(self, decision: Decision, now: float) -> None:
         """``OOMPredicted`` on the pod when a rule fires on the forecast (not in dry run:
