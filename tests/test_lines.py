@@ -153,3 +153,75 @@ def test_journal_json_entries() -> None:
 def test_indented_lines_keep_their_prefix() -> None:
     (line,) = LineDecoder().decode(f"        [56395.333438] {MSG}")
     assert (line.text, line.kernel_timestamp) == (MSG, 56395.333438)
+
+
+@pytest.mark.parametrize(
+    ("raw", "month"),
+    [
+        ("Mär 17 18:23:55 pve kernel: x", 3),  # glibc de_DE
+        ("févr. 09 07:41:12 pc kernel: x", 2),  # glibc fr_FR
+        ("мар 03 11:02:47 srv kernel: x", 3),  # glibc ru_RU
+        ("сен 03 11:02:47 srv kernel: x", 9),  # glibc ru_RU: a prefix of CLDR's "сент."
+        ("3月 21 02:10:05 web kernel: x", 3),  # zh_CN
+        ("10月 21 02:10:05 web kernel: x", 10),
+        (" 3月 22 04:15:30 db kernel: x", 3),  # ja_JP pads one digit with a space
+        ("11월 05 23:59:01 app kernel: x", 11),  # ko_KR
+        ("Μάρ 14 09:30:00 srv kernel: x", 3),  # el_GR
+        ("marras 14 09:30:00 srv kernel: x", 11),  # Finnish November, not "mar"
+        ("Eki 14 09:30:00 srv kernel: x", 10),  # tr_TR
+        ("Sep 30 13:00:20 web-1 kernel: x", 9),
+    ],
+)
+def test_journal_and_syslog_months_in_any_locale(raw: str, month: int) -> None:
+    [line] = LineDecoder(year=2026).decode(raw)
+    assert line.kernel
+    assert line.text == "x"
+    assert (line.time or "")[:8] == f"2026-{month:02d}-"
+    assert line.host is not None
+
+
+def test_unknown_month_word_keeps_the_stamp_but_no_time() -> None:
+    [line] = LineDecoder(year=2026).decode("Foo 17 18:23:55 pve kernel: x")
+    assert (line.host, line.time, line.log_time) == ("pve", None, "Foo 17 18:23:55")
+
+
+@pytest.mark.parametrize(
+    ("raw", "host", "kernel"),
+    [
+        ("Jan 09 14:15:16 kernel: Out of memory: x", None, True),
+        ("Jan 09 14:15:16 kernel: wlan0: link is ready", None, True),
+        ("Jan 09 14:15:16 systemd[1]: Started x.", None, False),
+        ("Jan 09 14:15:16 node-1 kernel: wlan0: link", "node-1", True),
+        ("Jan  9 14:15:16 router kern.warn kernel: x", "router", True),  # BusyBox syslogd
+    ],
+)
+def test_journal_lines_with_and_without_a_host(raw: str, host: str | None, kernel: bool) -> None:
+    [line] = LineDecoder().decode(raw)
+    assert (line.host, line.kernel, line.log_time) == (host, kernel, raw[:15])
+
+
+def test_openwrt_logread_line_has_a_full_date_and_no_host() -> None:
+    raw = "Tue Mar 17 18:23:55 2026 kern.err kernel: [ 267.720081] Out of memory: x"
+    [line] = LineDecoder().decode(raw)
+    assert line.text == "Out of memory: x"
+    assert (line.host, line.kernel, line.kernel_timestamp) == (None, True, 267.720081)
+    assert (line.time, line.log_time) == ("2026-03-17T18:23:55", "Tue Mar 17 18:23:55 2026")
+    [daemon] = LineDecoder().decode("Sun Mar  8 12:23:14 2020 daemon.info procd: x")
+    assert (daemon.kernel, daemon.time) == (False, "2020-03-08T12:23:14")
+
+
+@pytest.mark.parametrize("quote", ["> ", ">", ">> ", "> > ", "  > "])
+def test_mail_quoting_is_taken_off(quote: str) -> None:
+    [line] = LineDecoder().decode(f"{quote}[ 12.5] Out of Memory: Killed process 1 (x).")
+    assert (line.text, line.kernel_timestamp) == ("Out of Memory: Killed process 1 (x).", 12.5)
+    assert LineDecoder().decode(">") == []
+
+
+def test_printk_dropped_marker_before_a_timestamp_is_taken_off() -> None:
+    [line] = LineDecoder().decode("** 1133 printk messages dropped ** [    3.474989] CPU: 0 x")
+    assert (line.text, line.kernel_timestamp) == ("CPU: 0 x", 3.474989)
+
+
+def test_dmesg_t_stamp_with_a_cjk_month() -> None:
+    [line] = LineDecoder().decode("[二 3月 17 18:23:55 2026] x")
+    assert (line.text, line.time) == ("x", "2026-03-17T18:23:55")

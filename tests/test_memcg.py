@@ -91,6 +91,28 @@ POD_ = POD.replace("-", "_")
             f"/system.slice/crio-conmon-{CID}.scope",
             MemcgIdentity(runtime="systemd", systemd_unit=f"crio-conmon-{CID}.scope"),
         ),
+        (
+            # kind's kubelet runs with cgroupRoot /kubelet: the root is in every slice name
+            f"/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice/"
+            f"kubelet-kubepods-burstable-pod{POD_}.slice/cri-containerd-{CID}.scope",
+            MemcgIdentity(
+                runtime="containerd",
+                container_id=CID,
+                pod_uid=POD,
+                qos_class="burstable",
+                systemd_unit=f"cri-containerd-{CID}.scope",
+            ),
+        ),
+        (
+            # a static pod's uid is the md5 of its manifest: 32 hex digits, no dashes
+            f"/kubepods/besteffort/pod0123456789abcdef0123456789abcdef/{CID}",
+            MemcgIdentity(
+                runtime="kubernetes",
+                container_id=CID,
+                pod_uid="0123456789abcdef0123456789abcdef",
+                qos_class="besteffort",
+            ),
+        ),
         ("/mem2", MemcgIdentity()),
         ("/", MemcgIdentity()),
         (None, MemcgIdentity()),

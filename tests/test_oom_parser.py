@@ -263,3 +263,52 @@ def test_page_allocation_failure_dump_is_not_an_oom_report() -> None:
     )
     assert r.mem_info == {}
     assert r.global_ is False
+
+
+def test_2_6_report_without_invoker_and_capital_m_kill() -> None:
+    [r] = parse_lines(["oom-killer: gfp_mask=0xd0", "Out of Memory: Killed process 17664 (bash)."])
+    assert (r.pid, r.comm, r.invoker, r.gfp_mask, r.global_) == (17664, "bash", None, "0xd0", True)
+
+
+def test_2_6_23_kill_step_says_or_a_child() -> None:
+    [r] = parse_lines(
+        [
+            "Out of memory: kill process 3170 (df_inode) score 2231 or a child",
+            "Killed process 3171 (df_worker)",
+        ]
+    )
+    assert (r.pid, r.global_) == (3171, True)
+
+
+def test_a_kill_line_wrapped_by_a_console_is_joined() -> None:
+    lines = [
+        "[ 1.5] Killed process 2298 (dnsmasq) total-vm:30872kB, anon-rss:27440kB, file-rss:84kB, s",
+        "hmem-rss:0kB, UID:0 pgtables:12kB oom_score_adj:-17        ",
+        "[ 1.6] oom_reaper: reaped process 2298 (dnsmasq), now anon-rss:0kB",
+    ]
+    [r] = parse_lines(lines)
+    assert (r.shmem_rss_kb, r.pgtables_kb, r.oom_score_adj) == (0, 12, -17)
+
+
+def test_wrapped_invoked_and_summary_lines_are_joined() -> None:
+    lines = [
+        "[ 9.0] odhcpd invoked oom-killer: gfp_mask=0x6000c0(GFP_KERNEL), nodemask=(null), order",
+        "=2, oom_score_adj=-5",
+        "[ 9.1] oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,globa",
+        "l_oom,task_memcg=/,task=uhttpd,pid=1603,u",
+        "id=0",
+    ]
+    [r] = parse_lines(lines)
+    assert (r.order, r.invoker_oom_score_adj) == (2, -5)
+    assert (r.pid, r.uid, r.task_memcg, r.global_) == (1603, 0, "/", True)
+
+
+def test_a_cut_kill_line_followed_by_a_line_of_its_own_is_not_joined() -> None:
+    parser = OomParser()
+    assert parser.feed("Killed process 5 (x) total-vm:10kB, anon-rss:4") == []
+    assert parser.holding
+    [r] = parser.feed("oom_reaper: reaped process 5 (x), now anon-rss:0kB")
+    assert (r.pid, r.anon_rss_kb, parser.holding) == (5, None, False)
+    assert parser.feed("Killed process 6 (y) total-vm:10kB, anon-rss:4") == []
+    [r] = parser.flush()
+    assert r.pid == 6

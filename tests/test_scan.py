@@ -173,9 +173,12 @@ def test_needles_cover_every_line_that_changes_the_parser(name: str) -> None:
         if not raw:
             continue
         was_busy = parser.busy
+        was_holding = parser.holding  # the scanner feeds the next line whatever it holds
         records = parser.feed(raw.decode("utf-8", "replace"))
         texts = [ln.text.strip() for ln in LineDecoder().decode(raw.decode("utf-8", "replace"))]
         reaper_only = texts and all(t.startswith("oom_reaper:") for t in texts)
+        if was_holding:
+            continue
         if not was_busy and (parser.busy or records):
             assert _matches(IDLE, raw), raw
             checked += 1

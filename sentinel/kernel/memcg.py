@@ -9,8 +9,9 @@ runtime made it. Paths seen in the wild, innermost first wins for nested hierarc
 * containerd / CRI: ``cri-containerd-<64hex>.scope``; CRI-O: ``crio-<64hex>.scope``
   (``crio-conmon-<id>.scope`` is the monitor, not the container)
 * Podman: ``libpod-<64hex>.scope``, ``/libpod_parent/libpod-<64hex>``
-* Kubernetes: ``/kubepods[/burstable|/besteffort]/pod<uid>/<64hex>`` and
+* Kubernetes: ``/kubepods[/burstable|/besteffort]/pod<uid>/<64hex>``,
   ``kubepods.slice/kubepods-<qos>.slice/kubepods-<qos>-pod<uid_with_underscores>.slice/...``
+  and every other form kubelet makes (:mod:`sentinel.kube.paths`)
 * LXC: ``/lxc/<name>``, ``/lxc.payload.<name>``, ``/lxc.monitor.<name>``
 * systemd: the innermost ``*.service`` or ``*.scope`` unit
 
@@ -22,14 +23,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from sentinel.kube.paths import parse_cgroup
+
 _HEX64 = r"[0-9a-f]{64}"
 _SCOPED = re.compile(rf"(?P<kind>docker|cri-containerd|crio|libpod)-(?P<id>{_HEX64})(?:\.scope)?")
 _BARE = re.compile(_HEX64)
-_POD = re.compile(
-    r"(?:kubepods(?:-(?:burstable|besteffort))?-)?pod"
-    r"(?P<uid>[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})"
-    r"(?:\.slice)?"
-)
 _RUNTIME_OF_PREFIX = {
     "docker": "docker",
     "cri-containerd": "containerd",
@@ -54,34 +52,20 @@ def identify(path: str | None) -> MemcgIdentity:
 
     Components are read outside in; an inner container overrides an outer one, so a
     nested hierarchy names its innermost workload. A systemd unit names the runtime only
-    where no container encloses it.
+    where no container encloses it. Pods are read by :func:`sentinel.kube.parse_cgroup`,
+    which knows every form kubelet makes (a ``cgroupRoot`` such as kind's
+    ``kubelet-kubepods-burstable-pod<uid>.slice``, static pods' 32-hex uids).
     """
     if not path:
         return MemcgIdentity()
     parts = [p for p in path.split("/") if p]
+    pod = parse_cgroup(path)
+    kube = pod is not None
     runtime: str | None = None
     container_id: str | None = None
-    pod_uid: str | None = None
-    qos: str | None = None
     unit: str | None = None
-    kube = False
     for i, part in enumerate(parts):
-        pod = _POD.fullmatch(part)
-        if part.startswith("kubepods"):
-            kube = True
-            if "burstable" in part:
-                qos = "burstable"
-            elif "besteffort" in part:
-                qos = "besteffort"
-            elif qos is None:
-                qos = "guaranteed"
-            if pod:
-                pod_uid = pod["uid"].replace("_", "-")
-        elif kube and part in ("burstable", "besteffort"):
-            qos = part
-        elif pod and kube:
-            pod_uid = pod["uid"].replace("_", "-")
-        elif m := _SCOPED.fullmatch(part):
+        if m := _SCOPED.fullmatch(part):
             container_id = m["id"]
             runtime = _RUNTIME_OF_PREFIX[m["kind"]]
             unit = part if part.endswith(".scope") else unit
@@ -105,7 +89,7 @@ def identify(path: str | None) -> MemcgIdentity:
     return MemcgIdentity(
         runtime=runtime,
         container_id=container_id,
-        pod_uid=pod_uid,
-        qos_class=qos if kube else None,
+        pod_uid=pod.pod_uid if pod is not None else None,
+        qos_class=pod.qos if pod is not None else None,
         systemd_unit=unit,
     )

@@ -19,19 +19,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sentinel.kernel.lines import LineDecoder, LogLine
 from sentinel.kernel.memcg import identify
 from sentinel.model import KillRecord
 
 _INVOKED = re.compile(r"(?P<comm>.*?) invoked oom-killer: (?P<args>.*)")
+_INVOKED_BARE = re.compile(r"oom-killer: (?P<args>gfp_mask=.*)")
+"""2.6 kernels before 2.6.16 named no invoker: ``oom-killer: gfp_mask=0xd0``."""
+_ARG_SPLIT = re.compile(r",\s*")
 _CPU = re.compile(
     r"(?:CPU: \d+ (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: |Pid: (?P<old_pid>\d+), comm: )"
     r"(?P<comm>.*?)(?: (?:Not tainted|Tainted:)|$)"
 )
 _KILLED = re.compile(
-    r"(?:(?P<prefix>Out of memory|Memory cgroup out of memory)"
+    r"(?:(?P<prefix>Out of [Mm]emory|Memory cgroup out of memory)"
     r"(?P<alloc> \(oom_kill_allocating_task\))?: )?"
     r"Killed process (?P<pid>\d+)(?P<uid_first>, UID \d+,)? \((?P<comm>.*)\)(?=[ ,.]|$)"
     r"(?P<rest>.*)"
@@ -39,7 +42,7 @@ _KILLED = re.compile(
 _KILL_STEP1 = re.compile(
     r"(?P<prefix>Out of memory|Memory cgroup out of memory)"
     r"(?: \(oom_kill_allocating_task\))?: [Kk]ill process (?P<pid>\d+) \((?P<comm>.*)\)"
-    r" score -?\d+ or sacrifice child"
+    r" score -?\d+ or (?:sacrifice|a) child"
 )
 _OOM_KILL = re.compile(r"oom-kill:(?P<args>.*)")
 _OOM_KILL_KEYS = re.compile(
@@ -95,6 +98,38 @@ _GUESSED_COLUMNS = {
     ),
 }
 _PAGE = 4096
+_KILLED_END = re.compile(r"(?:kB|\)|\.|oom_score_adj:-?\d+)$")
+_SUMMARY_END = re.compile(r"(?:^|,)uid=-?\d+$")
+_KILLED_TAIL = re.compile(r"[-\w:,. ]+")
+_INVOKED_TAIL = re.compile(r"[-\w:,.=()| ]+")
+_SUMMARY_TAIL = re.compile(r"\S+")
+_OWN_LINE = re.compile(r"CPU: |Pid: |oom_reaper|Out of |Memory cgroup|Killed |Mem-Info|Tasks ")
+"""Starts of lines that stand on their own, never the rest of a wrapped one."""
+
+
+def _cut(text: str) -> re.Pattern[str] | None:
+    """How the rest of ``text`` looks if it is a marker line cut by a wrap, else None.
+
+    Serial consoles and terminals wrap long lines at their width, and mail clients at
+    about 72 columns; the rest comes on the next line without any prefix. A kill line
+    ends with ``kB``, ``oom_score_adj:N``, the comm's ``)`` or 2.6's ``.``; an ``invoked``
+    line with ``key=value``; an ``oom-kill:`` summary with ``uid=N``.
+    """
+    m = _KILLED.search(text)
+    if m:
+        rest = m["rest"].rstrip()
+        return _KILLED_TAIL if rest and not _KILLED_END.search(rest) else None
+    m = _INVOKED.match(text) or _INVOKED_BARE.match(text)
+    if m:
+        args = m["args"].rstrip()
+        last = args.rpartition(",")[2]
+        if args.endswith((",", "=", "(", "|")) or args.count("(") > args.count(")"):
+            return _INVOKED_TAIL
+        return _INVOKED_TAIL if "=" not in last else None
+    m = _OOM_KILL.match(text)
+    if m and not _SUMMARY_END.search(m["args"].rstrip()):
+        return _SUMMARY_TAIL
+    return None
 
 
 def _int(text: str | None) -> int | None:
@@ -139,20 +174,52 @@ class OomParser:
         """Hosts printing a memory dump that is not an OOM report (allocation failure)."""
         self.last_line_related = False
         """Whether the last fed line belonged to an OOM report (for fast scanners)."""
+        self._held: tuple[LogLine, re.Pattern[str]] | None = None
+        """A marker line that looks cut by a wrap, kept until the next line tells."""
 
     @property
     def busy(self) -> bool:
         """True while some host has an open report that more lines may complete."""
-        return bool(self._reports)
+        return bool(self._reports) or self._held is not None
+
+    @property
+    def holding(self) -> bool:
+        """True while a line that looks wrapped waits for the next line, its possible rest."""
+        return self._held is not None
 
     def feed(self, raw: str) -> list[KillRecord]:
         out: list[KillRecord] = []
         related = False
         for line in self._decoder.decode(raw):
             if line.kernel:
-                related = self._line(line, out) or related
+                related = self._wrapped(line, out) or related
         self.last_line_related = related
         return out
+
+    def _wrapped(self, line: LogLine, out: list[KillRecord]) -> bool:
+        """One line, joined to a held one when it is that line's rest."""
+        related = False
+        if self._held is not None:
+            held, tail = self._held
+            self._held = None
+            text = line.text.strip()
+            if (
+                line.host == held.host
+                and line.kernel_timestamp is None
+                and line.time is None
+                and line.log_time is None
+                and line.seq is None
+                and tail.fullmatch(text)
+                and not _OWN_LINE.match(text)
+            ):
+                line = replace(held, text=held.text.rstrip() + text)
+            else:
+                related = self._line(held, out)
+        cut = _cut(line.text.strip())
+        if cut is not None:
+            self._held = (line, cut)
+            return True
+        return self._line(line, out) or related
 
     def feed_many(self, lines: Iterable[str]) -> Iterator[KillRecord]:
         for raw in lines:
@@ -160,6 +227,10 @@ class OomParser:
 
     def flush(self) -> list[KillRecord]:
         out: list[KillRecord] = []
+        if self._held is not None:
+            held = self._held[0]
+            self._held = None
+            self._line(held, out)
         for host, report in list(self._reports.items()):
             record = self._summary_record(report, host)
             if record is not None:
@@ -232,7 +303,7 @@ class OomParser:
         if m:
             out.extend(self._killed(line, m, report))
             return True
-        m = _INVOKED.match(text)
+        m = _INVOKED.match(text) or _INVOKED_BARE.match(text)
         if m:
             if report is not None:
                 record = self._summary_record(report, host)
@@ -274,8 +345,9 @@ class OomParser:
 
     @staticmethod
     def _invoked(m: re.Match[str]) -> _Report:
-        report = _Report(invoker=m["comm"].strip(), cpu_line_wanted=True)
-        for part in m["args"].split(", "):
+        comm = m.groupdict().get("comm")
+        report = _Report(invoker=comm.strip() if comm else None, cpu_line_wanted=bool(comm))
+        for part in _ARG_SPLIT.split(m["args"].strip()):
             key, _, value = part.partition("=")
             value = value.strip()
             if key == "gfp_mask":
@@ -324,7 +396,7 @@ class OomParser:
                 values[key] = int(found.group(1))
         glob: bool | None = None
         if m["prefix"]:
-            glob = m["prefix"] == "Out of memory" or bool(m["alloc"])
+            glob = m["prefix"] != "Memory cgroup out of memory" or bool(m["alloc"])
         out.append(
             self._record(
                 report,

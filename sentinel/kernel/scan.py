@@ -85,6 +85,7 @@ def _literal(text: bytes) -> _Literal:
 IDLE_CORE: tuple[_Needle, ...] = (
     _literal(b"oom-kill"),  # "invoked oom-killer", "oom-kill:"
     re.compile(rb"Kill(?:ed)? process"),  # a literal head: sre skips to "Kill" in C
+    _literal(b"kill process"),  # 2.6's "Out of memory: kill process N (comm) score S or a child"
 )
 """The lines that start or end a report in a log whose reports have their heads."""
 
@@ -142,8 +143,12 @@ BUSY: tuple[_Needle, ...] = (
 ``tests/test_scan.py`` replays every sample through a parser and checks both claims on
 every line that changed it."""
 
-_CONTEXT_SEGMENTS = 4
-"""Skipped segments kept for the walk back to a prefixed line (each at most a chunk)."""
+_CONTEXT_SEGMENTS = 256
+"""Skipped segments kept for the walk back to a prefixed line. A segment that ends with a
+prefixed line makes those before it useless, so they are dropped: in a log with prefixes
+one or two are kept; in text without any, at most this many and :data:`_CONTEXT_BYTES`."""
+_CONTEXT_BYTES = 8 << 20
+"""Bytes of chunks the kept segments may hold on to."""
 
 _Segment = tuple[bytes, int, int]
 
@@ -180,6 +185,8 @@ class _Scanner:
         """Lines since the last one that belonged to a report."""
         self.skipped: deque[_Segment] = deque()
         self.skipped_truncated = False
+        self.skipped_bytes = 0
+        """Lengths of the chunks the kept segments refer to (a chunk may count twice)."""
         self.offset = 0
         """Bytes of the stream scanned so far."""
 
@@ -190,6 +197,13 @@ class _Scanner:
         found = [-1] * len(BUSY)  # first match at or after the pos it was sought from
         found_until = [0] * len(BUSY)  # ... in data[:found_until], if none was there
         while pos < end:
+            if parser.holding:  # the line after one that looks wrapped may be its rest
+                line_end = data.find(b"\n", pos, end)
+                line_end = end if line_end < 0 else line_end
+                yield from self._feed_hit(data, pos, pos, line_end)
+                self.quiet = 0
+                pos = line_end + 1
+                continue
             stop = end
             patterns = IDLE if self.offset + pos - start < OPENER_BYTES else IDLE_CORE
             if parser.busy and self.quiet < STALE_BYTES:
@@ -236,10 +250,20 @@ class _Scanner:
     def _skip(self, data: bytes, start: int, end: int) -> None:
         if start >= end:
             return
-        if len(self.skipped) >= _CONTEXT_SEGMENTS:
-            self.skipped.popleft()
+        stop = end - 1 if data[end - 1 : end] == b"\n" else end
+        if stop > start and _self_contained(
+            data[data.rfind(b"\n", start, stop) + 1 or start : stop]
+        ):
+            self.skipped.clear()  # the walk back stops at this segment's last line
+            self.skipped_truncated = False
+            self.skipped_bytes = 0
+        while self.skipped and (
+            len(self.skipped) >= _CONTEXT_SEGMENTS or self.skipped_bytes > _CONTEXT_BYTES
+        ):
+            self.skipped_bytes -= len(self.skipped.popleft()[0])
             self.skipped_truncated = True
         self.skipped.append((data, start, end))
+        self.skipped_bytes += len(data)
 
     def _feed_hit(
         self, data: bytes, pos: int, line_start: int, line_end: int
@@ -252,6 +276,7 @@ class _Scanner:
             lines = self._back_to_prefixed_line()
         self.skipped.clear()
         self.skipped_truncated = False
+        self.skipped_bytes = 0
         lines.append(raw)
         for line in lines:
             records = self.parser.feed(_decode(line))
