@@ -1,4 +1,5 @@
-"""Side effects on targets: restart, oom_score_adj, signal, run (hooks).
+"""Side effects on targets: restart, oom_score_adj, signal, run (hooks), snapshot (the
+allocation probe's report).
 
 Each action takes the target, its settings and ``dry_run``, and returns an
 :class:`~sentinel.model.ActionResult`; expected failures (a container gone, a process
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sentinel.actions import hook, oom_score_adj, pod, restart, signal
+from sentinel.actions import hook, oom_score_adj, pod, restart, signal, snapshot
 from sentinel.actions._host import Host, init_signal_problem, refusal
 from sentinel.actions._log import action_line, log_action
 from sentinel.actions._result import DockerControl, dropped
@@ -33,6 +34,7 @@ from sentinel.policy.model import (
     RestartAction,
     RunAction,
     SignalAction,
+    SnapshotAction,
 )
 from sentinel.policy.state import DISRUPTIVE
 
@@ -50,6 +52,7 @@ __all__ = [
     "refusal",
     "restart",
     "signal",
+    "snapshot",
 ]
 
 
@@ -119,6 +122,15 @@ def execute(
     elif isinstance(action, DeletePodAction):
         result = pod.end_pod(
             "delete_pod", target, action.delete_pod.grace_period, kube=clients.kube, dry_run=dry
+        )
+    elif isinstance(action, SnapshotAction):
+        result = snapshot.take(
+            target,
+            timeout=float(action.snapshot.timeout),
+            directory=action.snapshot.dir,
+            dry_run=dry,
+            docker=docker,
+            host=host,
         )
     elif isinstance(action, OomScoreAdjAction):
         result = oom_score_adj.apply(

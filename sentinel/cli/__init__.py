@@ -20,6 +20,7 @@ from sentinel.cli import health as health_cmd
 from sentinel.cli import notify as notify_cmd
 from sentinel.cli import parse as parse_cmd
 from sentinel.cli import policy as policy_cmd
+from sentinel.cli import probe as probe_cmd
 from sentinel.cli import run as run_cmd
 from sentinel.cli import top as top_cmd
 from sentinel.cli.common import (
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.register(sub)
     notify_cmd.register(sub)
     health_cmd.register(sub)
+    probe_cmd.register(sub)
     return parser
 
 

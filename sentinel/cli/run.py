@@ -230,6 +230,10 @@ def _event_rows(store: Any, since: float) -> list[dict[str, Any]]:
         }
         if d.action in ("notify", "escalate"):
             row["notifiers"] = _notifiers(d.evidence)
+        if d.action == "snapshot":  # what the probe answered: its top growth sites
+            result = d.evidence.get("result") or {}
+            row["error"] = result.get("error")
+            row["probe"] = (result.get("detail") or {}).get("report")
         rows.append(row)
     return rows
 
@@ -256,4 +260,25 @@ def _event_line(row: dict[str, Any]) -> str:
         dry = " (dry run)" if row["dry_run"] else ""
         to = f" via {', '.join(row['notifiers']) or '?'}" if "notifiers" in row else ""
         what = f"{row['rule']}: {row['action']}{to} -> {row['outcome']}{dry}: {row['reason']}"
+        if row.get("probe") or row.get("error"):
+            what += f"; {_probe_words(row.get('probe'), row.get('error'))}"
     return f"{when:20}  {row['event']:10}  {str(row['target'])[:28]:28}  {what}"
+
+
+def _probe_words(probe: Any, error: Any) -> str:
+    """A snapshot's answer on one line: the top growth sites, or why there is none."""
+    from sentinel.notifiers.slack_render import human_bytes
+
+    sites = [s for s in (probe or {}).get("sites") or [] if isinstance(s, dict)]
+    grew = [s for s in sites if isinstance(s.get("growth_bytes"), int) and s["growth_bytes"] > 0]
+    if not grew:
+        return str(error) if error else "the probe saw no growth"
+    parts = []
+    for s in grew[:3]:
+        rate = s.get("growth_per_hour_bytes")
+        per_hour = f", {human_bytes(rate)}/h" if isinstance(rate, int) else ""
+        steady = ", steady" if s.get("steady") else ""
+        parts.append(
+            f"{s.get('file')}:{s.get('line')} +{human_bytes(s['growth_bytes'])}{per_hour}{steady}"
+        )
+    return "top growth: " + "; ".join(parts)

@@ -23,7 +23,11 @@ Optional keys a notification may carry besides the basic ones (the daemon adds t
 - ``forecast``: ``{at, eta_seconds, constraint, rate_bytes_per_s}``, sentinel's forecast
   for the target before the event (``at``: when it was made);
 - ``actions``: ``[{action, outcome}]``, what sentinel did about it;
-- ``after``: ``{running, usage_bytes}``, the target after a restart.
+- ``after``: ``{running, usage_bytes}``, the target after a restart;
+- ``probe``: the allocation probe's report (a ``snapshot`` action), summarized by
+  :func:`sentinel.actions.snapshot.summarize`: ``sites`` (``file``, ``line``, ``code``,
+  ``growth_bytes``, ``growth_per_hour_bytes``, ``steady``), ``steady``, ``pid``, ``at``,
+  ``baseline_at``.
 """
 
 from __future__ import annotations
@@ -499,6 +503,79 @@ def _kill(notification: Mapping[str, Any], mention: str | None) -> Message:
     return {"text": text, "blocks": blocks}
 
 
+GROWTH_SITES = 5
+"""Growth sites a message names (the report keeps more)."""
+PATH_SHOWN = 80
+"""Characters of a source path shown: longer ones keep their end (``…/app/jobs.py``)."""
+
+
+def _path(value: Any) -> str:
+    text = str(value)
+    if len(text) <= PATH_SHOWN:
+        return text
+    tail = text[-(PATH_SHOWN - 1) :]
+    cut = tail.find("/")
+    return "…" + (tail[cut:] if 0 <= cut < PATH_SHOWN // 2 else tail)
+
+
+def growth_sites(notification: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The probe's top growth sites in a notification (those that grew), most first."""
+    probe = notification.get("probe")
+    if not isinstance(probe, Mapping):
+        return []
+    sites = [s for s in probe.get("sites") or [] if isinstance(s, Mapping)]
+    return [s for s in sites if (_real(s.get("growth_bytes")) or 0) > 0][:GROWTH_SITES]
+
+
+def site_name(site: Mapping[str, Any], *, code: bool = True) -> str:
+    """``…/app/jobs.py:42``, made :func:`inert` (for inline code with ``code=True``)."""
+    return inert(f"{_path(site.get('file', '?'))}:{site.get('line', '?')}", code=code)
+
+
+def _growth_block(notification: Mapping[str, Any]) -> Block | None:
+    """*Top growth sites*: where the Python allocation probe saw the memory grow."""
+    probe = notification.get("probe")
+    sites = growth_sites(notification)
+    if not isinstance(probe, Mapping) or not sites:
+        return None
+    at, base = _real(probe.get("at")), _real(probe.get("baseline_at"))
+    since = f"since its baseline {human_duration(at - base)} before" if at and base else ""
+    pid = f"pid {inert(probe.get('pid'))}" if probe.get("pid") is not None else ""
+    about = "; ".join(p for p in (pid, since) if p)
+    lines = [f"*Top growth sites* (Python allocation probe{f', {about}' if about else ''}):"]
+    for i, site in enumerate(sites, 1):
+        rate = _real(site.get("growth_per_hour_bytes"))
+        per_hour = f", {human_bytes(rate)}/h" if rate is not None else ""
+        steady = " · grew in every report" if site.get("steady") is True else ""
+        lines.append(
+            f"{i}. `{site_name(site)}` +{human_bytes(site.get('growth_bytes'))}{per_hour}{steady}"
+        )
+        if site.get("code"):
+            lines.append(f"      `{inert(site['code'], code=True, limit=120)}`")
+    steady_sites = [s for s in sites if s.get("steady") is True]
+    if steady_sites:
+        names = ", ".join(f"`{site_name(s)}`" for s in steady_sites)
+        points = max((_real(s.get("points")) or 0) for s in steady_sites)
+        lines.append(
+            f"*Steady growth* (grew at each of {points:.0f} reports and checkpoints, "
+            f"likely the leak): {names}"
+        )
+    return _section("\n".join(lines))
+
+
+def _growth_text(notification: Mapping[str, Any]) -> str:
+    sites = growth_sites(notification)
+    if not sites:
+        return ""
+    top = sites[0]
+    rate = _real(top.get("growth_per_hour_bytes"))
+    per_hour = f", {human_bytes(rate)}/h" if rate is not None else ""
+    return (
+        f" Top growth site: {site_name(top, code=False)} "
+        f"(+{human_bytes(top.get('growth_bytes'))}{per_hour})."
+    )
+
+
 def _action(notification: Mapping[str, Any]) -> Message:
     evidence = notification.get("evidence") or {}
     name, kind = _who(notification)
@@ -549,11 +626,15 @@ def _action(notification: Mapping[str, Any]) -> Message:
             outcome += f", {human_bytes(max(freed, 0))} freed"
         lines.append(f"*Outcome*: {outcome}.")
     blocks: list[Block] = [_header(title), _section("\n".join(lines))]
+    growth = _growth_block(notification)
+    if growth is not None:
+        blocks.append(growth)
     memory = _memory_block(notification)
     if memory is not None:
         blocks.append(memory)
     blocks.append(_context(f"sentinel · rule `{inert(notification.get('rule', '?'))}`"))
-    text = f"{title} on {host}: {reason}"
+    growth_text = _growth_text(notification)
+    text = f"{title} on {host}: {reason}{'.' + growth_text if growth_text else ''}"
     return {"text": text, "blocks": blocks}
 
 

@@ -210,6 +210,7 @@ SHORTHANDS: dict[tuple[str, str], tuple[str | None, list[dict[str, Any]]]] = {
     ("RestartAction", "_bare"): ("restart", [{"type": "null"}, {"const": True}]),
     ("EvictAction", "_bare"): ("evict", [{"type": "null"}, {"const": True}]),
     ("DeletePodAction", "_bare"): ("delete_pod", [{"type": "null"}, {"const": True}]),
+    ("SnapshotAction", "_bare"): ("snapshot", [{"type": "null"}, {"const": True}]),
     ("Match", "_one_or_many"): ("exclude", [{"$ref": "#/$defs/Selector"}]),
     ("Rule", "_auto_cooldown"): ("cooldown", [{"type": "null"}]),
 }

@@ -703,6 +703,48 @@ class RunAction(_Model):
     )
 
 
+class SnapshotSpec(_Model):
+    timeout: Annotated[Duration, Field(gt=0)] = Field(
+        default=_as_written("10s"),
+        description=(
+            "How long to wait for the probe's report; then the rule goes on without it (the "
+            "action fails, saying so). Default 10s: a report of a large heap takes a few "
+            "seconds, and a restart after it must still come before the kill."
+        ),
+    )
+    dir: Annotated[str, Field(min_length=1)] | None = Field(
+        default=None,
+        description=(
+            "The probe's directory (`SENTINEL_PROBE_DIR` in the app) as sentinel sees it, "
+            "e.g. a volume both mount; `{name}` and `{id}` stand for the target's name and "
+            "id. sentinel writes a request there and reads the report back. Default: the "
+            "`SENTINEL_PROBE_DIR` of the target's main process, through `/proc/PID/root` "
+            "(needs the host's or the app's PID namespace)."
+        ),
+    )
+
+
+class SnapshotAction(_Model):
+    kind: ClassVar[str] = "snapshot"
+    disruptive: ClassVar[bool] = False
+
+    snapshot: SnapshotSpec = Field(
+        description=(
+            "Ask the allocation probe in the target (a Python service started with "
+            "`sentinel_probe`) for a report: SIGUSR2 to its main process and a request file "
+            "in its directory; wait up to `timeout`. The report is kept with the decision "
+            "(`sentinel events`) and its top growth sites go into the notifications that "
+            "follow in the same rule: put it before `restart` and `notify`. `snapshot: {}` "
+            "takes the defaults."
+        ),
+    )
+
+    @field_validator("snapshot", mode="before")
+    @classmethod
+    def _bare(cls, value: Any) -> Any:
+        return {} if value is None or value is True else value
+
+
 RuleAction = (
     RestartAction
     | NotifyAction
@@ -711,10 +753,20 @@ RuleAction = (
     | RunAction
     | EvictAction
     | DeletePodAction
+    | SnapshotAction
 )
 """One item of a rule's ``do``."""
 
-ACTION_KEYS = ("restart", "notify", "oom_score_adj", "signal", "run", "evict", "delete_pod")
+ACTION_KEYS = (
+    "restart",
+    "notify",
+    "oom_score_adj",
+    "signal",
+    "run",
+    "evict",
+    "delete_pod",
+    "snapshot",
+)
 RESTARTING = ("restart", "evict", "delete_pod")
 """Actions that end the target's current run: ``max_restarts`` counts them together."""
 
@@ -735,13 +787,14 @@ Action = Annotated[
     | Annotated[SignalAction, Tag("signal")]
     | Annotated[RunAction, Tag("run")]
     | Annotated[EvictAction, Tag("evict")]
-    | Annotated[DeletePodAction, Tag("delete_pod")],
+    | Annotated[DeletePodAction, Tag("delete_pod")]
+    | Annotated[SnapshotAction, Tag("snapshot")],
     Discriminator(
         _action_key,
         custom_error_type="action",
         custom_error_message=(
             "expected one action: a mapping with exactly one of the keys "
-            "restart, notify, oom_score_adj, signal, run, evict, delete_pod"
+            "restart, notify, oom_score_adj, signal, run, evict, delete_pod, snapshot"
         ),
     ),
 ]
@@ -774,7 +827,7 @@ class Rule(_Model):
         description=(
             "Conditions that must all hold. Absent: the rule applies to every matching target "
             "(once per start of the target and every `cooldown`); only for non-disruptive "
-            "actions (notify, oom_score_adj)."
+            "actions (notify, oom_score_adj, snapshot: periodic probe reports for the trend)."
         ),
     )
     do: Annotated[list[Action], Field(min_length=1)] = Field(
@@ -782,7 +835,7 @@ class Rule(_Model):
             "Actions, in order, each a one-key mapping: `restart: {grace_period}`, "
             "`notify: NOTIFIER`, `oom_score_adj: N`, `signal: NAME`, "
             "`run: {command, timeout}`, `evict: {grace_period}`, "
-            "`delete_pod: {grace_period}`."
+            "`delete_pod: {grace_period}`, `snapshot: {timeout, dir}`."
         ),
     )
     cooldown: Duration = Field(

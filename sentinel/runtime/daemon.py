@@ -13,7 +13,8 @@ Threads and jobs, each owning its own state:
   it reconnects with backoff when the daemon goes away;
 - the **evaluator** decides on the last snapshot and the new kills (the pure
   :func:`~sentinel.policy.evaluate`), queues notifications and sets ``oom_score_adj`` at
-  once, and hands each firing with a disruptive action (restart, signal, hook) to
+  once, and hands each firing with a disruptive action (restart, signal, hook) or a
+  ``snapshot`` (the allocation probe's report, up to its timeout) to
 - the **action worker** (:mod:`~sentinel.runtime.worker`), which carries them out one at
   a time, re-checking each target just before acting: a 30 s grace period never delays
   sampling or the intake of kills;
@@ -73,6 +74,7 @@ from sentinel.policy.model import (
     Policy,
     RestartAction,
     RunAction,
+    SnapshotAction,
 )
 from sentinel.policy.state import (
     History,
@@ -809,7 +811,13 @@ class Daemon:
                 )
             for firing in firings.values():
                 self._predicted(firing[0][0], now)
-                first = next((i for i, (d, _) in enumerate(firing) if d.disruptive), None)
+                # A snapshot waits for the probe's report (up to its timeout): on the worker,
+                # with what follows it, so that the report comes before a restart and into
+                # the notifications after it, and never holds up the evaluator.
+                first = next(
+                    (i for i, (d, _) in enumerate(firing) if d.disruptive or d.kind == "snapshot"),
+                    None,
+                )
                 for decision, record in firing[:first]:
                     self._carry_out(decision, now, record, snapshot)
                 if first is not None:
@@ -844,6 +852,7 @@ class Daemon:
         *,
         after: Mapping[str, Any] | None = None,
         decision_id: int | None = None,
+        probe: Mapping[str, Any] | None = None,
     ) -> ActionResult | None:
         """Carry out one decision (notify and escalate: queue it in the outbox). A
         disruptive one comes recorded already (``decision_id``, outcome ``pending``)."""
@@ -859,7 +868,9 @@ class Daemon:
             outcome = "dry_run" if dry else "queued"
             did = self._record(decision, now, dry, outcome, notifiers=notifiers)
             if not dry:
-                payload = self._notification(decision, evidence, record, snapshot, after)
+                payload = self._notification(
+                    decision, evidence, record, snapshot, after, probe=probe
+                )
                 for name in notifiers:
                     self.store.enqueue(
                         dedupe_key=f"decision:{did}:{name}",
@@ -882,6 +893,8 @@ class Daemon:
             dry_run=dry,
             recheck=lambda: self._recheck(decision, fresh),
         )
+        if isinstance(decision.action, SnapshotAction):  # the report, kept with the decision
+            self.store.set_evidence_key(decision_id, "result", result.to_dict())
         self.store.set_outcome(decision_id, result.outcome)
         self.metrics.inc("sentinel_actions_total", action=kind, outcome=result.outcome)
         if isinstance(decision.action, OomScoreAdjAction) and result.outcome == "done":
@@ -892,8 +905,8 @@ class Daemon:
     def _hand_over(
         self, firing: list[tuple[Decision, KillRecord | None]], now: float, snapshot: Snapshot
     ) -> None:
-        """Record a firing's disruptive decision as ``pending`` (cooldowns and budgets see
-        it at once) and give the firing to the worker."""
+        """Record a firing's first worker decision (disruptive, or a snapshot) as ``pending``
+        (cooldowns and budgets see it at once) and give the firing to the worker."""
         decision = firing[0][0]
         dry = self.dry_run or decision.dry_run
         did = self._record(decision, now, dry, "pending")
@@ -901,9 +914,12 @@ class Daemon:
         self.worker.submit(_Firing(self, firing, did, now, snapshot))
 
     def _run_firing(self, job: _Firing) -> None:
-        """On the worker: the disruptive action, then the rest of the firing in order
-        (a notification after a restart says whether the target came back)."""
+        """On the worker: the disruptive action (or the snapshot before it), then the rest
+        of the firing in order (a notification after a restart says whether the target came
+        back; after a snapshot it names the probe's top growth sites)."""
         after: dict[str, Any] | None = None
+        probe: Mapping[str, Any] | None = None
+        ended = False
         for i, (decision, record) in enumerate(job.firing):
             try:
                 result = self._carry_out(
@@ -913,12 +929,16 @@ class Daemon:
                     job.snapshot,
                     after=after,
                     decision_id=job.decision_id if i == 0 else None,
+                    probe=probe,
                 )
             except Exception:
                 if i == 0:
                     self.store.set_outcome(job.decision_id, "failed")
                 raise
-            if i == 0 and result is not None and decision.kind in RESTARTING:
+            if result is not None and isinstance(result.detail.get("report"), Mapping):
+                probe = result.detail["report"]
+            if result is not None and decision.kind in RESTARTING and not ended:
+                ended = True  # the firing's restart, evict or delete_pod (after a snapshot)
                 self._after_pod_action(job, decision, result)
             if decision.kind == "restart" and result is not None and result.outcome == "done":
                 self._restarted.put(decision.target.id)  # its memory starts over
@@ -984,8 +1004,11 @@ class Daemon:
         record: KillRecord | None,
         snapshot: Snapshot,
         after: Mapping[str, Any] | None = None,
+        *,
+        probe: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """What a notifier renders: kind, rule, target, reason, evidence, the kill record."""
+        """What a notifier renders: kind, rule, target, reason, evidence, the kill record,
+        and the allocation probe's report when a ``snapshot`` of the firing brought one."""
         if decision.kind == "escalate":
             kind = "escalation"
         elif evidence.get("condition") == "oom_killed" or record is not None:
@@ -1004,6 +1027,8 @@ class Daemon:
         }
         if after is not None:
             out["after"] = dict(after)
+        if probe is not None:
+            out["probe"] = dict(probe)
         if record is not None:
             data = record.to_dict()
             data.pop("tasks", None)  # hundreds of rows: kept in the state, not in messages
@@ -1130,6 +1155,8 @@ class _Firing:
                 total += float(action.restart.grace_period) + 60.0 + COMEBACK_WAIT_S
             elif isinstance(action, RunAction):
                 total += float(action.run.timeout) + 5.0
+            elif isinstance(action, SnapshotAction):
+                total += float(action.snapshot.timeout) + 5.0
             else:
                 total += 10.0
         return total
