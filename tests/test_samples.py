@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 
 from sentinel.kernel import parse_lines
-from sentinel.kernel.scan import scan_chunks
+from sentinel.kernel.scan import ENGINE, scan_chunks
 
 DATA = Path(__file__).parent / "data" / "oom-logs"
 SAMPLES = sorted(DATA.glob("*.log"))
+ENGINES = sorted({"re", ENGINE})
+"""The scanner's fallback and the engine it uses here (hyperscan where it installs)."""
 
 
 def _expected(log: Path) -> list[dict[str, object]]:
@@ -40,11 +42,13 @@ def test_sample_yields_exactly_its_expected_records(log: Path) -> None:
         assert _subset(record, want) == want
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("log", SAMPLES, ids=[p.stem for p in SAMPLES])
-def test_byte_scanner_agrees_with_line_parser(log: Path) -> None:
+def test_byte_scanner_agrees_with_line_parser(log: Path, engine: str) -> None:
     data = log.read_bytes()
     by_lines = list(parse_lines(data.decode("utf-8", "replace").splitlines()))
-    by_bytes = list(scan_chunks([data[i : i + 97] for i in range(0, len(data), 97)]))
+    chunks = [data[i : i + 97] for i in range(0, len(data), 97)]
+    by_bytes = list(scan_chunks(chunks, engine=engine))
     assert by_bytes == by_lines
 
 

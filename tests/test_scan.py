@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from sentinel.kernel.lines import LineDecoder
 from sentinel.kernel.oom import OomParser
-from sentinel.kernel.scan import BUSY, IDLE, STALE_BYTES, scan_chunks
+from sentinel.kernel.scan import BUSY, ENGINE, IDLE, STALE_BYTES, scan_chunks
 from sentinel.model import KillRecord
 
 SAMPLES = sorted((Path(__file__).parent / "data" / "oom-logs").glob("*.log"))
@@ -198,3 +198,15 @@ def test_noise_lines_are_unrelated() -> None:
         if raw:
             parser.feed(raw.decode("utf-8", "replace"))
             assert not parser.last_line_related, raw
+
+
+@pytest.mark.parametrize("engine", sorted({"re", ENGINE}))
+def test_each_engine_reads_all_samples_in_noise_like_the_line_parser(engine: str) -> None:
+    """The fallback engine (a pass per needle) and hyperscan's (one pass per mode) find
+    the same records as feeding every line, chunks cut anywhere."""
+    rng = random.Random(11)
+    data = b"".join(noise(rng, 300) + CORPUS[name] + b"\n" for name in sorted(CORPUS))
+    chunks = cut_at(data, (rng.randrange(len(data)) for _ in range(200)))
+    want = list(reference(chunks))
+    assert len(want) >= 60
+    assert list(scan_chunks(chunks, engine=engine)) == want
