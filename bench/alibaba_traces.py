@@ -8,7 +8,7 @@ becomes a healthy trace (``real``: these were not known to leak); a seeded subse
 becomes a leak (``real+leak``): the same real series with a synthetic leak added from a
 random start (linear, or growing through jobs, or in steps), cut at the kill (the first
 sample at or above the limit). The limit is chosen per container (256 MiB .. 8 GiB).
-Usage: alibaba_traces.py OUT [--seed 11] [--leaks 100]
+Usage: alibaba_traces.py OUT [--seed 11] [--leaks 100] [--data DIR]
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from collections import defaultdict
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data/alibaba-genai-2026"
+"""Where the archive is by default: the shared folder beside this repository's checkout."""
+ARCHIVE = "pod_memory_util_anon.tar.gz"
 MIN_SAMPLES = 120
 LIMITS = (256 << 20, 512 << 20, 1 << 30, 2 << 30, 4 << 30, 8 << 30)
 
@@ -77,11 +79,11 @@ def leak_shape(rng: random.Random, rows: list[tuple[float, float]]) -> tuple[str
     return f"real+leak_{kind}", out
 
 
-def build(out: Path, seed: int, leaks: int) -> int:
+def build(out: Path, seed: int, leaks: int, data: Path = DATA) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.csv"):
         old.unlink()
-    series = load(DATA / "pod_memory_util_anon.tar.gz")
+    series = load(data / ARCHIVE)
     names = sorted(k for k, v in series.items() if len(v) >= MIN_SAMPLES)
     rng = random.Random(seed)
     manifest: dict[str, dict[str, object]] = {}
@@ -122,8 +124,9 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--leaks", type=int, default=100)
+    ap.add_argument("--data", type=Path, default=DATA, help=f"folder holding {ARCHIVE}")
     a = ap.parse_args()
-    print(f"wrote {build(a.out, a.seed, a.leaks)} traces to {a.out}")
+    print(f"wrote {build(a.out, a.seed, a.leaks, a.data)} traces to {a.out}")
 
 
 if __name__ == "__main__":

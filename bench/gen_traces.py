@@ -9,10 +9,14 @@ Leaks: linear at many rates (hours to days), under a GC sawtooth, through period
 that each leave a little behind, in steps, accelerating, starting after hours of calm,
 on top of a daily cycle, with restarts (deploys) before the final run, through gaps in
 the samples, and under heavy noise or traffic bursts.
+Young leaks: a leak from the target's start at 0.5-10 MiB/s, sampled every 1-10 s, killed
+within 15-60 minutes (the fast start's case).
 Healthy: flat with noise, caches warming up to a plateau (smooth or abrupt), bounded
 queues filling and draining, daily cycles, periodic batch peaks back to baseline, GC
 sawtooth, regular restarts with warm-up, gaps, traffic bursts, growth that levels off,
-one-off steps up.
+one-off steps up; and young ramps: a batch job loading its working set from its start at
+0.5-10 MiB/s (straight or slowing down) that stops at 30-90% of its limit, holds, and
+ends or runs on.
 Usage: gen_traces.py OUT [--seed 7] [--per-kind 12]
 """
 
@@ -91,6 +95,14 @@ def daily(t: float, amp: float, phase: float) -> float:
     """A traffic-shaped day: low at night, a peak in the afternoon (0..amp)."""
     d = ((t + phase) % DAY) / DAY
     return amp * max(0.0, math.sin(math.pi * (d - 0.25) / 0.75)) ** 2 if d > 0.25 else 0.0
+
+
+MiB = 1 << 20
+
+
+def young_limit(rng: random.Random, rate_mib: float, lo_s: float, hi_s: float) -> int:
+    """A limit (MiB multiple) that a ``rate_mib`` MiB/s climb fills in ``lo_s``..``hi_s``."""
+    return int(rate_mib * rng.uniform(lo_s, hi_s)) * MiB
 
 
 def kill_time_for(base: float, rate: float) -> float:
@@ -231,7 +243,46 @@ def leak_noisy_bursts(rng: random.Random) -> tuple[Trace, Shape]:
     return tr, shape
 
 
+def leak_young(rng: random.Random) -> tuple[Trace, Shape, int]:
+    """Leaks from the start: ``(trace, shape, limit)`` (the limit sets the kill time)."""
+    rate = rng.uniform(0.5, 10.0)  # MiB/s
+    limit = young_limit(rng, rate, 900.0, 3600.0)
+    base = rng.uniform(0.02, 0.15)
+    per_s = rate * MiB / limit
+    dt = rng.choice((1.0, 2.0, 5.0, 10.0))
+    tr = Trace(rng, (1.0 - base) / per_s * 1.2, dt)
+    tr.noise = rng.choice((0.001, 0.003, 0.005))
+    tr.missing = 0.0
+    return tr, lambda t: base + per_s * t, limit
+
+
 # ---- healthy ----
+
+
+def ok_young_ramp(rng: random.Random) -> tuple[Trace, Shape, int]:
+    """A batch job loading its working set from its start, straight or slowing down."""
+    rate = rng.uniform(0.5, 10.0)  # MiB/s at the start
+    top = rng.uniform(0.3, 0.9)
+    base = rng.uniform(0.02, 0.15)
+    # the ramp takes 2-40 minutes to reach its working set
+    ramp = rng.uniform(120.0, 2400.0)
+    limit = max(64, int(rate * ramp / (top - base))) * MiB
+    dt = rng.choice((1.0, 2.0, 5.0, 10.0))
+    hold = rng.uniform(600.0, 4 * 3600.0)
+    ends = rng.random() < 0.5
+    straight = rng.random() < 0.5
+    tr = Trace(rng, ramp + hold + (600.0 if ends else 0.0), dt)
+    tr.noise = rng.choice((0.001, 0.003, 0.005))
+    tr.missing = 0.0
+
+    def shape(t: float) -> float:
+        if ends and t > ramp + hold:
+            return base  # the job ended; the next one has not loaded yet
+        x = min(1.0, t / ramp)
+        done = x if straight else 1.0 - (1.0 - x) ** 2
+        return base + (top - base) * done
+
+    return tr, shape, limit
 
 
 def ok_flat(rng: random.Random) -> tuple[Trace, Shape]:
@@ -374,6 +425,7 @@ LEAKS = {
     "g_leak_restarts": leak_restarts,
     "g_leak_gaps": leak_gaps,
     "g_leak_noisy_bursts": leak_noisy_bursts,
+    "g_young_leak": leak_young,
 }
 HEALTHY = {
     "g_flat": ok_flat,
@@ -387,6 +439,7 @@ HEALTHY = {
     "g_bursts": ok_bursts,
     "g_levels_off": ok_levels_off,
     "g_step_up": ok_step_up,
+    "g_young_ramp": ok_young_ramp,
 }
 
 
@@ -404,9 +457,14 @@ def generate(out: Path, seed: int, per_kind: int) -> int:
             rng = random.Random(f"{seed}/{kind}/{attempt}")
             attempt += 1
             limit = rng.choice(LIMITS)
-            trace, shape = make(rng)
+            made_ = make(rng)
+            if len(made_) == 3:
+                trace, shape, limit = made_  # young shapes choose their own limit
+            else:
+                trace, shape = made_
             rows, kill_t = render(trace, shape, leak, limit)
-            if leak and (kill_t is None or kill_t < 1800):
+            young = kind.startswith("g_young")
+            if leak and (kill_t is None or kill_t < (300 if young else 1800)):
                 continue  # a leak must reach its kill, after some history
             name = f"{n:03d}-{kind}.csv"
             with (out / name).open("w") as fh:

@@ -32,8 +32,16 @@ def test_json_line_per_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert len(rows) == int(kill) // 10 + 1
     assert {"t", "usage_bytes", "eta_seconds"} <= rows[0].keys()
     assert rows[0]["eta_seconds"] is None
-    at = next(r for r in rows if r["t"] == 3 * 3600)
-    assert at["eta_seconds"] == pytest.approx(kill - 3 * 3600, rel=0.2)
+    # one straight line from the start: the observed answer from the first samples, the
+    # confident one once the line is past what a ramp that stops would do (see fast.py)
+    early = next(r for r in rows if r["t"] == 600)
+    assert early["eta_seconds"] is None
+    assert early["observed_eta_seconds"] == pytest.approx(kill - 600, rel=0.05)
+    assert early["observed_rate_bytes_per_s"] == pytest.approx(0.8 * 256 * MiB / kill, rel=0.05)
+    assert early["observed_eta_low"] <= early["observed_eta_seconds"]
+    assert early["known_leaker"] is False
+    at = next(r for r in rows if r["t"] == 4 * 3600)
+    assert at["eta_seconds"] == pytest.approx(kill - 4 * 3600, rel=0.2)
     assert at["limit_bytes"] == 256 * MiB
     assert at["constraint"] == "cgroup"
     assert rows[-1]["eta_seconds"] == 0.0
@@ -54,7 +62,12 @@ def test_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["forecast", str(trace), "--limit", "256Mi", "--format", "table"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:3] == ["T", "USAGE", "LIMIT"]
+    assert out[0].split()[-3:] == ["TREND/h", "~ETA", "~RANGE"]
     assert "256Mi" in out[-1]
+    row = out[61].split()  # t=600: only the trend projects the kill yet
+    assert row[0] == "600"
+    assert row[6] == "-"
+    assert row[-2] != "-"
 
 
 def test_limit_column_changes_the_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

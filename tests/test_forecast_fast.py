@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sentinel.forecast import Forecaster
-from sentinel.forecast.fast import MAX_ETA_S, FastLeak
+from sentinel.forecast.fast import HORIZON, MAX_ETA_S, YOUNG_GATE, YOUNG_HORIZON, FastLeak
 
 MIB = 1 << 20
 LIMIT = 192 * MIB
@@ -56,11 +56,50 @@ def test_a_sawtooth_gets_no_eta_after_its_first_drop() -> None:
             assert eta is None
 
 
-def test_far_kills_are_left_to_the_main_forecaster() -> None:
+def test_far_kills_wait_for_the_line_to_near_the_limit() -> None:
+    # kill in ~28 min: a batch job loading its data looks the same until it stops
     f = FastLeak()
-    for i in range(200):
-        eta = f.update(float(i), 20 * MIB + 0.1 * MIB * i, LIMIT)  # kill in ~28 min
-        assert eta is None
+    for i in range(0, 1000, 5):
+        usage = 20 * MIB + 0.1 * MIB * i
+        eta = f.update(float(i), usage, LIMIT)
+        assert eta is None, i
+        assert f.straight or i < 60
+
+
+def test_a_known_leaker_is_trusted_early() -> None:
+    # the same line, for a target the kernel killed before at this limit
+    f = FastLeak()
+    first = None
+    for i in range(0, 1700, 5):
+        eta = f.update(float(i), 20 * MIB + 0.1 * MIB * i, LIMIT, known_leaker=True)
+        if eta is not None:
+            first = (i, eta)
+            break
+    assert first is not None
+    i, eta = first
+    kill = (LIMIT - 20 * MIB) / (0.1 * MIB)
+    assert i < kill / 3
+    assert abs(i + eta - kill) < 0.1 * kill
+
+
+def test_a_ramp_that_stopped_before_raises_the_gate() -> None:
+    # an earlier run held 93% of the limit: this run's line must climb past 98% first
+    # (or come within MAX_ETA_S of the kill)
+    def first_eta(ceiling: float) -> float | None:
+        f = FastLeak()
+        for i in range(0, 2000, 5):
+            usage = 20 * MIB + 0.1 * MIB * i
+            eta = f.update(float(i), usage, LIMIT, ceiling=ceiling)
+            if eta is not None:
+                return usage / LIMIT
+        return None
+
+    plain = first_eta(0.0)
+    assert plain is not None
+    assert YOUNG_GATE <= plain < YOUNG_GATE + 0.02
+    raised = first_eta(0.93 * LIMIT)
+    assert raised is not None
+    assert raised >= 0.97  # 98%, or a kill within MAX_ETA_S
 
 
 def test_a_restart_starts_the_line_over() -> None:
@@ -85,6 +124,9 @@ def test_never_raises_and_eta_is_bounded(
     samples: list[tuple[float, float]], limit: float | None
 ) -> None:
     f = FastLeak()
+    g = FastLeak()
     for t, u in sorted(samples):
         eta = f.update(t, u, limit)
-        assert eta is None or 0.0 <= eta <= MAX_ETA_S
+        assert eta is None or 0.0 <= eta <= max(MAX_ETA_S, YOUNG_HORIZON * f.span)
+        eta = g.update(t, u, limit, known_leaker=True)
+        assert eta is None or 0.0 <= eta <= max(MAX_ETA_S, HORIZON * g.span)

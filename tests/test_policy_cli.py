@@ -33,7 +33,7 @@ def test_check_prints_the_effective_policy_as_yaml(capsys: pytest.CaptureFixture
 def test_check_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(EXAMPLE), "--format", "json"]) == EXIT_OK
     doc = json.loads(capsys.readouterr().out)
-    assert doc["rules"][0]["when"] == {"projected_oom_within": "15m"}
+    assert doc["rules"][0]["when"] == {"projected_oom_within": "15m", "confidence": "confident"}
     assert doc["rules"][0]["do"][0] == {"restart": {"grace_period": "30s"}}
 
 

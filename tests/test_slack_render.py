@@ -320,8 +320,9 @@ def test_a_host_oom_of_a_pod_says_the_pod_was_below_its_limit_and_names_it() -> 
     assert "(1.47 GiB of its 2 GiB limit)" in text
     assert "in pod prod/scheduler-7d9f8-abcde" in text
     first = message["blocks"][1]
-    assert "in container *app* of pod *prod/scheduler-7d9f8-abcde* (Deployment/scheduler)" in (
-        first["text"]["text"]
+    assert (
+        "in container *app* of pod *prod/scheduler-7d9f8-abcde* (Deployment/scheduler)"
+        in (first["text"]["text"])
     )
     fields = [f["text"] for f in first["fields"]]
     assert "*Pod*\nprod/scheduler-7d9f8-abcde" in fields

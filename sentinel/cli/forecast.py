@@ -31,9 +31,11 @@ def register(sub: Any) -> None:
             "Read a CSV trace with the header 't,usage_bytes' (t in seconds; an optional "
             "third column 'limit_bytes' changes the limit from that row on) and print the "
             "forecast after every sample: with --format json one object per line with t, "
-            "usage_bytes, eta_seconds (null when no kill is projected), its bounds, the "
-            "growth rate and the peak envelope. Exit 0, or 2 on bad input (the message "
-            "names the line)."
+            "usage_bytes, eta_seconds (the confident ETA rules act on; null when no kill is "
+            "projected), its bounds, the growth rate and the peak envelope, and the observed "
+            "answer: observed_rate_bytes_per_s +- observed_rate_error (the trend of the last "
+            "minutes) and observed_eta_seconds with its bounds (null unless usage clearly "
+            "rises). Exit 0, or 2 on bad input (the message names the line)."
         ),
     )
     p.add_argument("trace", metavar="TRACE.csv", help="the trace file, or '-' for stdin")
@@ -115,7 +117,8 @@ class TablePrinter:
         self.out = out
         out.write(
             f"{'T':>10} {'USAGE':>9} {'LIMIT':>9} {'%':>5} {'PEAK':>9} "
-            f"{'RATE/h':>9} {'ETA':>9} {'RANGE':>20}\n"
+            f"{'RATE/h':>9} {'ETA':>9} {'RANGE':>20} {'TREND/h':>10} {'~ETA':>9} "
+            f"{'~RANGE':>20}\n"
         )
 
     def __call__(self, f: Forecast) -> None:
@@ -127,10 +130,21 @@ class TablePrinter:
             low = format_duration(f.eta_low) if f.eta_low is not None else "?"
             high = format_duration(f.eta_high) if f.eta_high is not None else "never"
             rng = f"{low}..{high}"
+        seen = f.observed_eta_seconds
+        seen_eta = format_duration(seen) if seen is not None else "-"
+        seen_rng = ""
+        if seen is not None:
+            low = format_duration(f.observed_eta_low) if f.observed_eta_low is not None else "?"
+            high = (
+                format_duration(f.observed_eta_high) if f.observed_eta_high is not None else "never"
+            )
+            seen_rng = f"{low}..{high}"
+        trend = f.observed_rate_bytes_per_s * 3600
+        trend_text = ("-" if trend < 0 else "") + format_size(abs(trend))
         self.out.write(
             f"{f.t:>10.0f} {format_size(f.usage_bytes):>9} {limit:>9} {pct:>5} "
             f"{format_size(f.peak_bytes):>9} {format_size(f.rate_bytes_per_s * 3600):>9} "
-            f"{eta:>9} {rng:>20}\n"
+            f"{eta:>9} {rng:>20} {trend_text:>10} {seen_eta:>9} {seen_rng:>20}\n"
         )
 
 

@@ -23,8 +23,11 @@ def register(sub: Any) -> None:
         help="live view of memory and projected OOM kills, soonest first",
         description=(
             "Every Docker container (by name) and every memory cgroup with a limit: usage, "
-            "limit, %% of limit, working set, trend, ETA to the kernel's OOM kill, the "
-            "constraint that binds (own limit, a parent's, or the host) and oom_score_adj. "
+            "limit, %% of limit, working set, trend (growth per hour measured over the last "
+            "minutes), ETA to the kernel's OOM kill, the constraint that binds (own limit, "
+            "a parent's, or the host) and oom_score_adj. The ETA is the confident forecast "
+            "rules act on; '~' marks one that only the trend of the last minutes says "
+            "(usage clearly rises towards the limit, but it may yet stop). "
             "Memory comes from cgroup files, not from Docker's stats API."
         ),
     )
@@ -93,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
                     monitor.discover()
                     next_discover = time.monotonic() + 10
                 view = monitor.tick()
+            view = soonest_first(view)
             if fmt == "json":
                 out.write(json.dumps([w.to_dict() for w in view]) + "\n")
             else:
@@ -130,18 +134,50 @@ def _eta(seconds: float | None) -> str:
     return f"{seconds / 86400:.1f}d"
 
 
+def soonest_first(view: list[Watched]) -> list[Watched]:
+    """Confident ETAs first, then observed ones, soonest first; then the rest by name."""
+
+    def key(w: Watched) -> tuple[int, float, str]:
+        if w.eta_seconds is not None:
+            return (0, w.eta_seconds, w.target.name)
+        if w.observed_eta_seconds is not None:
+            return (1, w.observed_eta_seconds, w.target.name)
+        return (2, 0.0, w.target.name)
+
+    return sorted(view, key=key)
+
+
+def eta_text(confident: float | None, observed: float | None) -> str:
+    """The confident ETA, or ``~`` and the observed one when only the trend says it."""
+    if confident is not None:
+        return _eta(confident)
+    if observed is not None:
+        return "~" + _eta(observed)
+    return "-"
+
+
+def trend_text(bytes_per_s: float) -> str:
+    """Growth per hour, as ``TREND/h`` shows it."""
+    per_hour = bytes_per_s * 3600
+    if abs(per_hour) < 0.05 * MIB:
+        return "0"
+    if abs(per_hour) >= 1024 * MIB:
+        return f"{per_hour / (1024 * MIB):+.2f}Gi"
+    return f"{per_hour / MIB:+.1f}Mi"
+
+
 def print_host(monitor: Monitor, out: TextIO) -> None:
     """One line about the machine, like top's header: the host can run out first."""
     host = monitor.host_sample
     if host is None:
         return
     f = monitor.host_forecast
-    eta = f.eta_seconds if f is not None else None
+    eta = eta_text(f.eta_seconds, f.observed_eta_seconds) if f is not None else "-"
     used = host.total_bytes - host.available_bytes
     out.write(
         f"host: {_size(used)} used of {_size(host.total_bytes)}, "
         f"{_size(host.available_bytes)} available "
-        f"({100 * host.available_bytes / host.total_bytes:.0f}%), ETA to host OOM {_eta(eta)}\n"
+        f"({100 * host.available_bytes / host.total_bytes:.0f}%), ETA to host OOM {eta}\n"
     )
 
 
@@ -153,7 +189,6 @@ def print_table(view: list[Watched], out: TextIO, *, docker_error: str | None = 
         pct = f"{100 * s.usage_bytes / limit:.0f}%" if limit else "-"
         if w.constraint == "parent":
             pct = f"{100 * (limit - (w.headroom_bytes or 0)) / limit:.0f}%" if limit else "-"
-        trend = w.own_forecast.rate_bytes_per_s * 3600 if w.own_forecast else 0.0
         binds = w.constraint if w.constraint != "parent" else f"parent {w.constraint_cgroup}"
         if w.victim is not None:
             binds += f" (victim {w.victim.get('comm', '?')}[{w.victim.get('pid')}])"
@@ -164,8 +199,8 @@ def print_table(view: list[Watched], out: TextIO, *, docker_error: str | None = 
                 _size(limit),
                 pct,
                 _size(s.working_set_bytes),
-                f"{trend / MIB:+.1f}Mi" if trend else "0",
-                _eta(w.eta_seconds),
+                trend_text(w.trend_bytes_per_s),
+                eta_text(w.eta_seconds, w.observed_eta_seconds),
                 binds,
                 "-" if w.oom_score_adj is None else str(w.oom_score_adj),
             )

@@ -1,14 +1,14 @@
-"""The fast start: a confident ETA for a steady leak within seconds of seeing it.
+"""The fast start: a confident ETA for a leak that starts with its target.
 
 It looks only at a target's start: the first ``MAX_SPAN_S`` after its history begins (a
 new target, or one the caller knows restarted: :meth:`FastLeak.reset`). The whole start
-must be one straight rising line: a service that leaks from the moment it
-starts and will die before the main forecaster has seen enough.
+must be one straight rising line: a service that leaks from the moment it starts and
+may die before the main forecaster has seen enough.
 
 The main forecaster wants tens of minutes of history before it projects a kill: it has to
 tell a leak from GC sawtooth, batch peaks and caches warming up. A container leaking
 megabytes per second will be dead by then. :class:`FastLeak` covers that case, and only
-that case: it projects a kill when the recent samples are
+that case: it projects a kill when the samples since the start are
 
 - many enough (``MIN_SAMPLES``) over long enough (``MIN_SPAN_S``);
 - on a straight rising line (least squares, R² >= ``MIN_R2``), not a sawtooth (no drop
@@ -16,8 +16,19 @@ that case: it projects a kill when the recent samples are
 - not slowing down (the newer half of the window, and its newest 4 samples, rise at least
   ``MIN_KEEP_UP`` as fast as the older half: a cache warming up or a job reaching its
   working size levels off, a leak does not);
-- projecting the kill within ``HORIZON`` times the span observed and within
-  ``MAX_ETA_S``: it never extrapolates far beyond what it has seen.
+
+and when the evidence that the line will go on is strong enough for how far ahead it
+projects. A straight line at the start is a leak, or a batch job loading its data, or a
+bounded queue filling: they look the same until the ramp stops. So:
+
+- a *known leaker* (the caller says the kernel killed this target before, or its own
+  previous run climbed to the limit) is trusted as soon as the line holds, for kills up
+  to ``HORIZON`` times the span observed;
+- any other target is trusted once the line has climbed past ``YOUNG_GATE`` of the limit
+  and past the highest level an earlier run held (``ceiling``: a ramp that stopped there
+  before will likely stop there again), for kills up to ``YOUNG_HORIZON`` times the span
+  observed: ramps that stop do so below that (batch working sets, queue capacities);
+- and a kill within ``MAX_ETA_S`` is projected regardless: no room is left to wait.
 
 Pure and incremental: running sums make each sample O(1); the slowing-down check runs
 only when everything else already says "leak".
@@ -30,26 +41,47 @@ from collections import deque
 
 MIN_SAMPLES = 12
 MIN_SPAN_S = 20.0
-MAX_SPAN_S = 1800.0
+MAX_SPAN_S = 3 * 3600.0
 MAX_SAMPLES = 256
 MIN_R2 = 0.97
 MAX_DROP = 0.05
 MIN_KEEP_UP = 0.75
 HORIZON = 3.0
+"""A known leaker's kill is projected up to this many times the span its line rests on."""
 MAX_ETA_S = 45.0
-"""It speaks only of kills this close: slower growth is the main forecaster's call, which
-tells a leak from a batch job ramping up. A job's ramp at start looks exactly like a leak;
-one that would fill the limit within a minute has left no room to wait and see."""
+"""A kill this close is projected for any target: a job's ramp at start looks exactly like
+a leak, but one that would fill the limit within a minute has left no room to wait."""
+YOUNG_GATE = 0.92
+"""Any other target's line must have climbed past this share of the limit ..."""
+YOUNG_HORIZON = 1.0
+"""... and project the kill within this many times the span it rests on."""
+CEILING_MARGIN = 0.05
+"""... and stand this share of the limit above the highest level an earlier run held."""
 
 
 class FastLeak:
     """Straight-line leak detector over a sliding window of recent samples."""
 
-    __slots__ = ("_broken", "_n", "_samples", "_st", "_stt", "_stu", "_su", "_suu", "_t0", "slope")
+    __slots__ = (
+        "_broken",
+        "_n",
+        "_samples",
+        "_st",
+        "_stt",
+        "_stu",
+        "_su",
+        "_suu",
+        "_t0",
+        "slope",
+        "straight",
+    )
 
     def __init__(self) -> None:
         self.slope = 0.0
         """Growth of the line behind the last ETA given (bytes/s; 0 when none)."""
+        self.straight = False
+        """The whole history so far is one straight rising line (whether or not it is
+        trusted yet): a start that a ramp and a leak share, where only this class speaks."""
         self._broken = False
         self._samples: deque[tuple[float, float]] = deque()
         self._t0 = 0.0
@@ -80,8 +112,20 @@ class FastLeak:
         self._stu += x * u
         self._suu += u * u
 
-    def update(self, t: float, usage: float, limit: float | None) -> float | None:
-        """Take one sample (in time order); the projected seconds to the kill, or None."""
+    def update(
+        self,
+        t: float,
+        usage: float,
+        limit: float | None,
+        *,
+        known_leaker: bool = False,
+        ceiling: float = 0.0,
+    ) -> float | None:
+        """Take one sample (in time order); the projected seconds to the kill, or None.
+
+        ``known_leaker``: the target leaked to its limit before; ``ceiling``: the highest
+        usage (bytes) an earlier run of the target held without being killed."""
+        self.straight = False
         samples = self._samples
         if self._broken:
             return None
@@ -102,7 +146,7 @@ class FastLeak:
         self._add(t, usage)
         while len(samples) > MAX_SAMPLES:
             self._thin()
-        eta = self._eta(t, usage, limit)
+        eta = self._eta(t, usage, limit, known_leaker, ceiling)
         if eta is None:
             self.slope = 0.0
         return eta
@@ -117,7 +161,9 @@ class FastLeak:
         for t, u in kept:
             self._add(t, u)
 
-    def _eta(self, t: float, usage: float, limit: float | None) -> float | None:
+    def _eta(
+        self, t: float, usage: float, limit: float | None, known_leaker: bool, ceiling: float
+    ) -> float | None:
         n = self._n
         if limit is None or n < MIN_SAMPLES:
             return None
@@ -133,10 +179,18 @@ class FastLeak:
         r2 = sxy * sxy / (sxx * syy)
         if r2 < MIN_R2 or not math.isfinite(slope):
             return None
+        self.straight = True
         eta = (limit - usage) / slope
         self.slope = slope
-        if eta > HORIZON * span or eta > MAX_ETA_S:
-            return None
+        if eta > MAX_ETA_S:
+            if known_leaker:
+                if eta > HORIZON * span:
+                    return None
+            else:
+                level = (self._su + slope * ((t - self._t0) * n - self._st)) / n
+                gate = max(YOUNG_GATE * limit, ceiling + CEILING_MARGIN * limit)
+                if level < gate or eta > YOUNG_HORIZON * span:
+                    return None
         if not self._steady(limit):
             return None
         return max(0.0, eta)

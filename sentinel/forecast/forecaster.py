@@ -40,6 +40,7 @@ import math
 from collections import deque
 
 from sentinel.forecast.fast import FastLeak
+from sentinel.forecast.observed import Observed
 from sentinel.forecast.scale import Scale
 from sentinel.forecast.steps import Steps
 from sentinel.forecast.types import Forecast
@@ -101,6 +102,10 @@ RESTART_FRACTION = 0.10
 """Usage this share of the limit below the last hour's trough is a restart ..."""
 RESTART_RATIO = 0.7
 """... when it is also below this share of that trough."""
+LEAKED_ETA_S = 3600.0
+LEAKED_PEAK = 0.95
+"""A run that ended with a kill projected within LEAKED_ETA_S, or still rising at this
+share of its limit, leaked: the next run's straight line from its start is trusted early."""
 
 
 class Forecaster:
@@ -127,10 +132,14 @@ class Forecaster:
         "_fast_eta",
         "_floor",
         "_floor_long",
+        "_last_eta",
         "_last_t",
         "_last_u",
+        "_leaked_before",
+        "_life_peak",
         "_limit",
         "_lows",
+        "_observed",
         "_origin",
         "_peak_since_drop",
         "_recent",
@@ -140,7 +149,9 @@ class Forecaster:
         "_stall_anchor",
         "_stall_max",
         "_steps",
+        "ceiling",
         "constraint",
+        "known_leaker",
         "restarts",
     )
 
@@ -149,8 +160,18 @@ class Forecaster:
         self.constraint = constraint
         self.restarts = 0
         """How many times usage fell so far that history started over."""
+        self.known_leaker = False
+        """The caller's hint: the kernel killed this target before, at this limit, while it
+        grew (the daemon knows its kills). A straight line from its start is then trusted
+        early (see :mod:`sentinel.forecast.fast`)."""
+        self._leaked_before = False
+        """An earlier run of this target climbed to its limit (or to a projected kill)."""
+        self.ceiling = 0.0
+        """The highest usage an earlier run held without climbing to the limit (bytes): a
+        ramp that stopped there before is not trusted to go on below it."""
         self._last_t = -math.inf
         self._last_u = 0.0
+        self._observed = Observed()
         self._reset()
 
     def _reset(self) -> None:
@@ -181,10 +202,35 @@ class Forecaster:
         self._steps = Steps()
         self._lows: deque[float] = deque((math.inf, math.inf, math.inf), maxlen=3)
         self._fast_eta: float | None = None
+        self._last_eta: float | None = None
+        self._life_peak = 0.0
+        self._observed.reset()
+
+    def _end_run(self) -> None:
+        """Remember how the run that ends now went: it climbed to its limit (a leaker),
+        or it held a highest level (a ceiling its ramps stop at)."""
+        lim = self._limit
+        if lim is None or math.isnan(self._origin):
+            return
+        trend = self._observed.trend(lim)
+        eta = self._last_eta
+        if (eta is not None and eta <= LEAKED_ETA_S) or (
+            self._life_peak >= LEAKED_PEAK * lim and trend.rate > trend.error
+        ):
+            self._leaked_before = True
+        elif self._life_peak > self.ceiling:
+            self.ceiling = self._life_peak
+
+    @property
+    def leaker(self) -> bool:
+        """Known to leak: the caller's hint, or an earlier run climbed to its limit."""
+        return self.known_leaker or self._leaked_before
 
     def reset(self) -> None:
-        """Forget the history (the target restarted: the caller knows it for sure)."""
+        """Forget the history (the target restarted: the caller knows it for sure); how
+        the run went is remembered (see :attr:`ceiling` and :attr:`leaker`)."""
         self.restarts += 1
+        self._end_run()
         self._reset()
 
     @property
@@ -213,7 +259,10 @@ class Forecaster:
 
         if usage < self._floor < math.inf and self._restarted(usage, lim):
             self.restarts += 1
+            self._end_run()
             self._reset()
+        self._observed.update(t, usage)
+        self._life_peak = max(self._life_peak, usage)
 
         origin = self._origin
         if math.isnan(origin):
@@ -262,10 +311,17 @@ class Forecaster:
         if limit_changed:
             self._choose(x)
         slow = self._eta_at(t, usage)
-        fast = self._fast_eta = self._fast.update(t, usage, lim)
-        if fast is not None and (slow is None or fast < slow):
-            return fast
-        return slow
+        fast = self._fast_eta = self._fast.update(
+            t, usage, lim, known_leaker=self.leaker, ceiling=self.ceiling
+        )
+        if self._fast.straight and not self.leaker:
+            # One straight line since the start: a leak, or a ramp that will stop (a batch
+            # job loading, a queue filling). The fast start's gates decide; the envelope
+            # would read the ramp as a leak.
+            slow = None
+        eta = fast if fast is not None and (slow is None or fast < slow) else slow
+        self._last_eta = eta
+        return eta
 
     def _restarted(self, usage: float, lim: float | None) -> bool:
         """Usage fell far below the last hour's trough: a restart, unless it only went
@@ -394,19 +450,11 @@ class Forecaster:
         fast = self._fast_eta
         if fast is not None and eta is not None and fast <= eta:
             # The fast start's straight line: +-20% brackets what such a line supports.
-            return Forecast(
-                t=t,
-                usage_bytes=usage,
-                limit_bytes=lim,
-                constraint=self.constraint,
-                eta_seconds=eta,
-                eta_low=0.8 * eta,
-                eta_high=1.2 * eta,
-                rate_bytes_per_s=self._fast.slope,
-                peak_bytes=usage,
-                window_s=self._fast.span,
-            )
-        if best is not None and not math.isnan(self._origin):
+            low = 0.8 * eta
+            high = 1.2 * eta
+            rate = self._fast.slope
+            window = self._fast.span
+        elif best is not None and not math.isnan(self._origin):
             rate = best.slope
             window = best.span
             peak = max(usage, best.env + rate * (t - self._origin - best.env_t))
@@ -415,6 +463,7 @@ class Forecaster:
                 low = max(0.0, head / best.slope_hi) if best.slope_hi > 0 else eta
                 slow = 2.0 * rate - best.slope_hi
                 high = head / slow if slow > 0.0 else None
+        seen = self._observed.trend(lim)
         return Forecast(
             t=t,
             usage_bytes=usage,
@@ -426,4 +475,10 @@ class Forecaster:
             rate_bytes_per_s=rate,
             peak_bytes=peak,
             window_s=window,
+            observed_rate_bytes_per_s=seen.rate,
+            observed_rate_error=seen.error,
+            observed_eta_seconds=seen.eta,
+            observed_eta_low=seen.eta_low,
+            observed_eta_high=seen.eta_high,
+            known_leaker=self.leaker,
         )

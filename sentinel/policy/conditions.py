@@ -20,27 +20,40 @@ def projected_oom(
     state: TargetState,
     now: float,
     stale_after: float = float("inf"),
+    confidence: str = "confident",
 ) -> Evidence | None:
     """The forecast projects the kill within ``within`` seconds of ``now``.
 
-    A forecast older than ``stale_after`` seconds, or made before the target's current
-    start, does not count.
+    ``confidence="confident"`` reads the confident ETA; ``"observed"`` the earlier of it
+    and the observed one (the trend of the last minutes). A forecast older than
+    ``stale_after`` seconds, or made before the target's current start, does not count.
     """
     f: ForecastView | None = state.forecast
-    if f is None or f.eta_seconds is None:
+    if f is None:
+        return None
+    confident = f.eta_seconds
+    observed = f.observed_eta_seconds
+    eta, basis = confident, "confident"
+    if confidence == "observed" and observed is not None and (eta is None or observed < eta):
+        eta, basis = observed, "observed"
+    if eta is None:
         return None
     if now - f.t > stale_after:
         return None
     started = state.target.started_at
     if started is not None and f.t < started:
         return None
-    remaining = f.t + f.eta_seconds - now
+    remaining = f.t + eta - now
     if remaining > within:
         return None
     return {
         "condition": "projected_oom_within",
         "projected_oom_in_s": round(max(remaining, 0.0), 3),
         "within_s": within,
+        "confidence": confidence,
+        "eta_basis": basis,
+        "confident_eta_s": None if confident is None else round(confident, 3),
+        "observed_eta_s": None if observed is None else round(observed, 3),
         "constraint": f.constraint,
         "usage_bytes": f.usage_bytes,
         "limit_bytes": f.limit_bytes,
@@ -97,8 +110,10 @@ def describe(evidence: Evidence) -> str:
     """A short human reason from a condition's evidence."""
     condition = evidence.get("condition")
     if condition == "projected_oom_within":
+        observed = evidence.get("eta_basis") == "observed"
+        which = "the trend of the last minutes says" if observed else "the forecast says"
         return (
-            f"the forecast says the kernel kills it in "
+            f"{which} the kernel kills it in "
             f"{format_duration(round(evidence['projected_oom_in_s']))} "
             f"({evidence['constraint']} limit; rule acts within "
             f"{format_duration(evidence['within_s'])})"

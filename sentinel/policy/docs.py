@@ -220,7 +220,9 @@ checks every before-validator of the models is here."""
 
 CONSTRAINTS: dict[str, dict[str, Any]] = {
     "When": {
-        "anyOf": [_present(k) for k in ("projected_oom_within", "memory_above", "oom_killed")]
+        "anyOf": [_present(k) for k in ("projected_oom_within", "memory_above", "oom_killed")],
+        "if": {"properties": {"confidence": {"const": "observed"}}, "required": ["confidence"]},
+        "then": {"required": ["projected_oom_within"]},
     },
     "MemoryAbove": {"oneOf": [_present("percent"), _present("bytes")]},
     "SlackNotifier": {

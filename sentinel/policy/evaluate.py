@@ -86,7 +86,7 @@ def still_holds(decision: Decision, fresh: TargetState, now: float) -> bool:
         return True
     stale = decision.stale_after
     if when.projected_oom_within is not None and (
-        projected_oom(when.projected_oom_within, fresh, now, stale) is None
+        projected_oom(when.projected_oom_within, fresh, now, stale, when.confidence) is None
     ):
         return False
     return not (
@@ -108,7 +108,9 @@ def _urgency(ts: TargetState, now: float) -> float:
 def _state_holds(when: When, ts: TargetState, run: _Evaluation) -> Evidence | None:
     evidence: Evidence = {}
     if when.projected_oom_within is not None:
-        found = projected_oom(when.projected_oom_within, ts, run.now, run.stale_after)
+        found = projected_oom(
+            when.projected_oom_within, ts, run.now, run.stale_after, when.confidence
+        )
         if found is None:
             return None
         evidence.update(found)

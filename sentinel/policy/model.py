@@ -524,6 +524,16 @@ class When(_Model):
             "intervals old, and at least 30 s). Leave enough time for `grace_period`."
         ),
     )
+    confidence: Literal["confident", "observed"] = Field(
+        default="confident",
+        description=(
+            "Which ETA `projected_oom_within` reads. `confident` (default): the forecast "
+            "that has told the growth apart from bursts, batch ramps, warm-ups and queues "
+            "(or knows the target leaked before). `observed`: the earlier of that and the "
+            "trend of the last minutes, from the first samples on: sooner, and also fires "
+            "on ramps that would stop (a batch job loading, a queue filling)."
+        ),
+    )
     memory_above: MemoryAbove | None = Field(
         default=None,
         description="Usage above `percent` of the effective limit, or above `bytes`, for `for`.",
@@ -543,6 +553,12 @@ class When(_Model):
                 "when_empty",
                 "expected at least one of projected_oom_within, memory_above, oom_killed "
                 "(or leave out `when` to apply the rule to every matching target)",
+            )
+        if self.confidence == "observed" and self.projected_oom_within is None:
+            raise PydanticCustomError(
+                "confidence_alone",
+                "confidence says which ETA projected_oom_within reads: give "
+                "projected_oom_within too",
             )
         return self
 

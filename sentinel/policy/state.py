@@ -27,7 +27,13 @@ class ForecastView(Protocol):
 
     @property
     def eta_seconds(self) -> float | None:
-        """Seconds from ``t`` to the projected kill; ``None`` when none is projected."""
+        """Seconds from ``t`` to the projected kill; ``None`` when none is projected. The
+        confident ETA: what ``projected_oom_within`` reads by default."""
+
+    @property
+    def observed_eta_seconds(self) -> float | None:
+        """Seconds from ``t`` to the limit at the trend of the last minutes; ``None`` unless
+        usage clearly rises (``confidence: observed`` reads the earlier of the two)."""
 
     @property
     def constraint(self) -> str:

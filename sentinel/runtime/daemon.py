@@ -234,6 +234,14 @@ class Daemon:
         """The last tick's view, replaced whole (other threads read only this)."""
         self._restarted: queue.SimpleQueue[str] = queue.SimpleQueue()
         """Targets the worker restarted: the tick starts their memory over."""
+        self._leakers: queue.SimpleQueue[str] = queue.SimpleQueue()
+        """Ids and names of targets the kernel killed at their own limit: the tick hands
+        them to the monitor, whose forecasts then know them as leakers."""
+        for kill in self.store.kills(since=self.clock() - HISTORY_WINDOW):
+            if kill.record.scope == "cgroup":
+                self.monitor.known_leakers.update(
+                    k for k in (kill.target_id, kill.target_name) if k
+                )
         self.worker = ActionWorker()
         self._keep = points_to_keep(policy)
         """Readings kept per target in memory: what the longest ``memory_above.for`` needs
@@ -488,6 +496,9 @@ class Daemon:
             kmsg_seq=record.kmsg_seq,
             backlog=not act,
         )
+        if record.scope == "cgroup":
+            self._leakers.put(target.id)
+            self._leakers.put(target.name)
         if act:
             self._decide_on_kill(stored, target, record, now)
 
@@ -641,6 +652,11 @@ class Daemon:
         except SentinelError as e:  # keep watching what is known
             log.warning("discovery failed: %s", e)
             self._discover_now.set()
+        while True:  # killed at their limit: known leakers from now on
+            try:
+                self.monitor.known_leakers.add(self._leakers.get_nowait())
+            except queue.Empty:
+                break
         view = self.monitor.tick()
         if not self._ticked:
             self._resume_interrupted(view)
@@ -768,14 +784,23 @@ class Daemon:
     def _export(self, view: list[Watched]) -> None:
         self.metrics.set("sentinel_targets", float(len(view)))
         self.metrics.clear("sentinel_forecast_eta_seconds")
+        self.metrics.clear("sentinel_forecast_observed_eta_seconds")
+        self.metrics.clear("sentinel_memory_trend_bytes_per_second")
         self.metrics.clear("sentinel_memory_usage_bytes")
         for w in view:
             labels = {"target": w.target.name, "constraint": w.constraint}
             self.metrics.set(
                 "sentinel_memory_usage_bytes", float(w.sample.usage_bytes), target=w.target.name
             )
+            self.metrics.set(
+                "sentinel_memory_trend_bytes_per_second", w.trend_bytes_per_s, target=w.target.name
+            )
             if w.eta_seconds is not None:
                 self.metrics.set("sentinel_forecast_eta_seconds", w.eta_seconds, **labels)
+            if w.observed_eta_seconds is not None:
+                self.metrics.set(
+                    "sentinel_forecast_observed_eta_seconds", w.observed_eta_seconds, **labels
+                )
 
     # -- decisions ------------------------------------------------------------------------------
 
@@ -1123,7 +1148,21 @@ class Daemon:
         m.describe(
             "sentinel_actions_total", "counter", "Decisions carried out, by action and outcome."
         )
-        m.describe("sentinel_forecast_eta_seconds", "gauge", "Seconds to the projected OOM kill.")
+        m.describe(
+            "sentinel_forecast_eta_seconds",
+            "gauge",
+            "Seconds to the projected OOM kill (the confident forecast rules act on).",
+        )
+        m.describe(
+            "sentinel_forecast_observed_eta_seconds",
+            "gauge",
+            "Seconds to the limit at the trend of the last minutes, while usage clearly rises.",
+        )
+        m.describe(
+            "sentinel_memory_trend_bytes_per_second",
+            "gauge",
+            "Growth of each target's memory over the last minutes (negative when falling).",
+        )
         m.describe("sentinel_memory_usage_bytes", "gauge", "Memory usage of each target.")
         m.describe("sentinel_targets", "gauge", "Targets watched.")
         m.describe("sentinel_ticks_total", "counter", "Sample ticks run.")

@@ -62,7 +62,19 @@ class Watched:
 
     @property
     def eta_seconds(self) -> float | None:
+        """The confident ETA (what rules act on)."""
         return self.forecast.eta_seconds if self.forecast is not None else None
+
+    @property
+    def observed_eta_seconds(self) -> float | None:
+        """The ETA at the trend of the last minutes (``None`` unless clearly rising)."""
+        return self.forecast.observed_eta_seconds if self.forecast is not None else None
+
+    @property
+    def trend_bytes_per_s(self) -> float:
+        """The target's own measured trend (what ``sentinel top`` shows)."""
+        f = self.own_forecast
+        return f.observed_rate_bytes_per_s if f is not None else 0.0
 
     def to_dict(self) -> dict[str, object]:
         s = self.sample
@@ -79,7 +91,15 @@ class Watched:
             "eta_seconds": self.eta_seconds,
             "eta_low": f.eta_low if f else None,
             "eta_high": f.eta_high if f else None,
-            "trend_bytes_per_s": (self.own_forecast.rate_bytes_per_s if self.own_forecast else 0.0),
+            "confident": self.eta_seconds is not None,
+            "observed_eta_seconds": self.observed_eta_seconds,
+            "observed_eta_low": f.observed_eta_low if f else None,
+            "observed_eta_high": f.observed_eta_high if f else None,
+            "trend_bytes_per_s": self.trend_bytes_per_s,
+            "trend_error_bytes_per_s": (
+                self.own_forecast.observed_rate_error if self.own_forecast else 0.0
+            ),
+            "known_leaker": self.own_forecast.known_leaker if self.own_forecast else False,
             "constraint": self.constraint,
             "constraint_cgroup": self.constraint_cgroup,
             "constraint_limit_bytes": self.limit_bytes,
@@ -168,6 +188,10 @@ class Monitor:
         self.lost: list[str] = []
         """Targets dropped by the last :meth:`tick` because their cgroup went away (a
         container stopped or restarted): the caller should discover again."""
+        self.known_leakers: set[str] = set()
+        """Ids and names of targets the kernel killed at their own limit before (the
+        daemon adds them from its kill records): their forecasters trust a straight line
+        from the start early (``Forecaster.known_leaker``)."""
 
     def close(self) -> None:
         self._set.close()
@@ -396,7 +420,10 @@ class Monitor:
             s = by_cgroup.get(entry.cgroup)
             if s is None:
                 continue
-            own = self._own[entry.cgroup].feed(
+            forecaster = self._own[entry.cgroup]
+            leakers = self.known_leakers
+            forecaster.known_leaker = entry.target.id in leakers or entry.target.name in leakers
+            own = forecaster.feed(
                 s.t,
                 float(s.usage_bytes),
                 float(s.limit_bytes) if s.limit_bytes is not None else None,
@@ -443,6 +470,15 @@ class Monitor:
                 continue
             if best is None or eta < best[0]:
                 best = (eta, forecast, name, cgroup, limit, headroom)
+        if best is None:
+            # Nothing confident: bind the constraint the observed trend meets first.
+            rising = own.observed_eta_seconds is not None or own.observed_rate_bytes_per_s > 0
+            for forecast, name, cgroup, limit, headroom in options:
+                eta = forecast.observed_eta_seconds
+                if eta is None or (name != "cgroup" and not rising):
+                    continue
+                if best is None or eta < best[0]:
+                    best = (eta, forecast, name, cgroup, limit, headroom)
         if best is not None:
             _, forecast, name, cgroup, limit, headroom = best
         else:
