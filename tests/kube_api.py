@@ -26,6 +26,7 @@ import asyncio
 import copy
 import itertools
 import json
+import logging
 import re
 import threading
 import uuid
@@ -42,6 +43,10 @@ import yaml
 from kmock._internal import apps, rendering
 
 T = TypeVar("T")
+
+# The emulator's access log would write from its own thread after pytest closed the
+# captured streams ("Logging error ... I/O operation on closed file"): not wanted.
+logging.getLogger("aiohttp.access").disabled = True
 
 PODS = kmock.resource("", "v1", "pods")
 NODES = kmock.resource("", "v1", "nodes")
