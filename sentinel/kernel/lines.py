@@ -346,8 +346,8 @@ class LineDecoder:
         return [LogLine(text=line, host=self._last_host)]
 
     def _bsd(self, line: str, m: re.Match[str]) -> list[LogLine]:
-        mon = _month(m["mon"])
         bsd_time: str | None = None
+        mon = _month(m["mon"]) if self.year is not None else None
         day = int(m["day"])
         if mon is not None and self.year is not None and _is_date(self.year, mon, day):
             bsd_time = f"{self.year:04d}-{mon:02d}-{day:02d}T{m['clock']}"

@@ -98,6 +98,7 @@ _GUESSED_COLUMNS = {
     ),
 }
 _PAGE = 4096
+_INT = re.compile(r"-?\d+")
 _KILLED_END = re.compile(r"(?:kB|\)|\.|oom_score_adj:-?\d+)$")
 _SUMMARY_END = re.compile(r"(?:^|,)uid=-?\d+$")
 _KILLED_TAIL = re.compile(r"[-\w:,. ]+")
@@ -115,6 +116,8 @@ def _cut(text: str) -> re.Pattern[str] | None:
     ends with ``kB``, ``oom_score_adj:N``, the comm's ``)`` or 2.6's ``.``; an ``invoked``
     line with ``key=value``; an ``oom-kill:`` summary with ``uid=N``.
     """
+    if "ill" not in text:  # Killed, killer, oom-kill: most report lines are none of them
+        return None
     m = _KILLED.search(text)
     if m:
         rest = m["rest"].rstrip()
@@ -352,9 +355,9 @@ class OomParser:
             value = value.strip()
             if key == "gfp_mask":
                 report.gfp_mask = value
-            elif key == "order" and re.fullmatch(r"-?\d+", value):
+            elif key == "order" and _INT.fullmatch(value):
                 report.order = int(value)
-            elif key == "oom_score_adj" and re.fullmatch(r"-?\d+", value):
+            elif key == "oom_score_adj" and _INT.fullmatch(value):
                 report.invoker_oom_score_adj = int(value)
         return report
 
@@ -506,7 +509,7 @@ class OomParser:
 
 
 def _int_or_none(text: str | None) -> int | None:
-    if text is None or not re.fullmatch(r"-?\d+", text):
+    if text is None or not _INT.fullmatch(text):
         return None
     return int(text)
 
@@ -536,7 +539,7 @@ def _parse_row(pid: int, rest: str, columns: tuple[str, ...] | None) -> dict[str
     tokens = rest.split()
     numbers: list[int] = []
     for tok in tokens:
-        if re.fullmatch(r"-?\d+", tok) is None:
+        if _INT.fullmatch(tok) is None:
             break
         numbers.append(int(tok))
     if columns is not None:
