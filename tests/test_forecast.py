@@ -137,6 +137,31 @@ def test_step_leak_fires_before_the_killing_step() -> None:
     assert 60 <= kill - fired <= 3000
 
 
+def daily(t: float) -> float:
+    """A traffic-shaped day: 0 at night, 1 in the afternoon; slow rise, slow fall."""
+    d = (t % 86400) / 86400
+    return max(0.0, math.sin(math.pi * (d - 0.25) / 0.75)) ** 2 if d > 0.25 else 0.0
+
+
+def test_slow_falls_are_one_drop_each() -> None:
+    # A day's evening falls 25% of the limit over hours: one drop per day, so the period
+    # is a day and no window shorter than three days reads the morning rise as growth.
+    f, _ = replay(lambda t: 0.2 + 0.25 * daily(t), 3 * 86400, dt=30.0, noise=0.002)
+    assert f._period(3 * 86400) == pytest.approx(86400, rel=0.05)
+
+
+def test_daily_cycle_leak_fires_before_the_killing_peak() -> None:
+    # +0.15 of the limit a day under a daily cycle of 0.25: killed at an afternoon peak
+    def shape(t: float) -> float:
+        return 0.2 + 0.15 * t / 86400 + 0.25 * daily(t)
+
+    kill = next(t for t in range(0, 10 * 86400, 30) if shape(t) >= 1.0)
+    _, etas = replay(shape, kill - 30, dt=30.0, noise=0.005)
+    fired = first_fire(etas)
+    assert fired is not None
+    assert kill - fired >= 60
+
+
 @pytest.mark.parametrize(
     ("name", "shape"),
     [
@@ -144,6 +169,13 @@ def test_step_leak_fires_before_the_killing_step() -> None:
         ("cache warm-up to a plateau", lambda t: 0.9 - 0.7 * math.exp(-t / 3600)),
         ("bounded queue fills then holds", lambda t: min(0.88, 0.2 + 0.68 * t / 7200)),
         ("daily cycle", lambda t: 0.3 + 0.55 * math.sin(math.pi * (t % 86400) / 86400) ** 2),
+        ("traffic-shaped daily cycle", lambda t: 0.3 + 0.6 * daily(t)),
+        (
+            "queue fills for 4 h, holds, drains over 30 min",
+            lambda t: (
+                0.2 + 0.7 * min(1.0, (t % 25000) / 14400, max(0.0, (25000 - t % 25000) / 1800))
+            ),
+        ),
         ("batch peaks back to baseline", lambda t: 0.2 + (0.68 if t % 2400 < 800 else 0.0)),
         ("GC sawtooth", lambda t: 0.3 + 0.6 * ((t % 900) / 900)),
         ("GC sawtooth under 80%", lambda t: 0.2 + 0.55 * ((t % 900) / 900)),

@@ -72,8 +72,9 @@ DROP_FRACTION = 0.05
 """A fall of this share of the limit from the last peak counts as a drop (GC, job end)."""
 DROP_NOISE = 8.0
 """... and of at least this many mean sample-to-sample differences."""
-DROP_MEMORY_S = 86400.0
-"""Drops older than this no longer say anything about the period."""
+DROP_MEMORY_S = 259200.0
+"""Drops older than this no longer say anything about the period (the longest window:
+it must hold two drops of a daily cycle)."""
 MIN_HISTORY_S = 900.0
 """No forecast before this much history: a ramp, a batch job or a GC cycle under way at
 start-up looks like growth until one has been seen through."""
@@ -149,6 +150,7 @@ class Forecaster:
         "_stall_anchor",
         "_stall_max",
         "_steps",
+        "_trough_since_drop",
         "ceiling",
         "constraint",
         "known_leaker",
@@ -191,6 +193,7 @@ class Forecaster:
         self._best_eta: float | None = None
         self._drops: deque[float] = deque(maxlen=48)
         self._peak_since_drop = -math.inf
+        self._trough_since_drop = math.inf
         self._recent: deque[tuple[float, float]] = deque(maxlen=STALL_BUCKETS)
         self._stall_anchor = -math.inf
         self._stall_max = math.inf
@@ -273,15 +276,25 @@ class Forecaster:
 
         # Drops: the clock of GC cycles and periodic jobs.
         self._dev += 0.05 * (abs(usage - prev_usage) - self._dev)
-        if usage > self._peak_since_drop:
-            self._peak_since_drop = usage
-        else:
-            threshold = DROP_NOISE * self._dev
-            if lim is not None and DROP_FRACTION * lim > threshold:
-                threshold = DROP_FRACTION * lim
-            if usage < self._peak_since_drop - threshold:
-                self._drops.append(x)
+        threshold = DROP_NOISE * self._dev
+        if lim is not None and DROP_FRACTION * lim > threshold:
+            threshold = DROP_FRACTION * lim
+        trough = self._trough_since_drop
+        if trough < math.inf:
+            # Falling since the last drop: a cycle has one drop however slowly it falls (a
+            # day's evening, a queue draining); the next counts once usage rose again by
+            # as much (a new cycle).
+            if usage < trough:
+                self._trough_since_drop = usage
+            elif usage > trough + threshold:
+                self._trough_since_drop = math.inf
                 self._peak_since_drop = usage
+        elif usage > self._peak_since_drop:
+            self._peak_since_drop = usage
+        elif usage < self._peak_since_drop - threshold:
+            self._drops.append(x)
+            self._peak_since_drop = usage
+            self._trough_since_drop = usage
         if lim is not None:
             low = min(self._b_min, self._lows[0], self._lows[1], self._lows[2])
             self._steps.update(
