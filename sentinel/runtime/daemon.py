@@ -458,8 +458,8 @@ class Daemon:
 
     def _before_start(self, record: KillRecord) -> bool:
         """A kill in the first read of the buffer that the kernel logged before sentinel
-        started (a second of slack: clocks). A kill while that read is still going (a long
-        buffer) is new and handled."""
+        started. A kill while that read is still going (a long buffer) is new and handled.
+        (printk stamps and CLOCK_MONOTONIC agree to a few ms; the slack covers that.)"""
         ts = record.kernel_timestamp
         started = self._started_since_boot
         return ts is None or started is None or ts < started - BACKLOG_SLACK_S
