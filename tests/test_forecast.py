@@ -189,6 +189,24 @@ def test_quiet_on_healthy_work(name: str, shape: Callable[[float], float]) -> No
     assert first_fire(etas) is None, name
 
 
+def test_a_queue_refilling_to_the_level_it_held_is_quiet() -> None:
+    # Fills to 90% in 3 h, holds 2 h, drains in 20 min (the fall reads as a restart), again
+    # and again: each refill looks like a fresh leak until it passes the level held before.
+    def queue(t: float) -> float:
+        x = t % 19200
+        if x < 10800:
+            return 0.15 + 0.75 * x / 10800
+        if x < 18000:
+            return 0.9
+        return 0.9 - 0.75 * (x - 18000) / 1200
+
+    f, etas = replay(queue, 2 * 86400, noise=0.01)
+    assert f.restarts >= 2
+    assert f.ceiling == pytest.approx(0.93 * LIMIT, abs=0.03 * LIMIT)
+    # the first fill is a straight climb to 90% that a leak shares (it may fire); after it
+    assert first_fire([(t, eta) for t, eta in etas if t >= 19200]) is None
+
+
 def test_flat_noise_projects_no_kill() -> None:
     f, etas = replay(lambda t: 0.5, 6 * 3600, noise=0.01)
     assert first_fire(etas, lead=4 * 3600) is None

@@ -39,7 +39,7 @@ import itertools
 import math
 from collections import deque
 
-from sentinel.forecast.fast import FastLeak
+from sentinel.forecast.fast import CEILING_MARGIN, FastLeak
 from sentinel.forecast.observed import Observed
 from sentinel.forecast.scale import Scale
 from sentinel.forecast.steps import Steps
@@ -128,6 +128,7 @@ class Forecaster:
         "_best",
         "_best_eta",
         "_dev",
+        "_drain_low",
         "_drops",
         "_fast",
         "_fast_eta",
@@ -194,6 +195,7 @@ class Forecaster:
         self._drops: deque[float] = deque(maxlen=48)
         self._peak_since_drop = -math.inf
         self._trough_since_drop = math.inf
+        self._drain_low = math.inf
         self._recent: deque[tuple[float, float]] = deque(maxlen=STALL_BUCKETS)
         self._stall_anchor = -math.inf
         self._stall_max = math.inf
@@ -221,7 +223,9 @@ class Forecaster:
             self._life_peak >= LEAKED_PEAK * lim and trend.rate > trend.error
         ):
             self._leaked_before = True
-        elif self._life_peak > self.ceiling:
+        elif self._life_peak > self.ceiling and trend.rate <= trend.error:
+            # it rose to a level, held it or fell back from it, and was not killed there
+            # (a run restarted while still rising says nothing about where it stops)
             self.ceiling = self._life_peak
 
     @property
@@ -264,6 +268,16 @@ class Forecaster:
             self.restarts += 1
             self._end_run()
             self._reset()
+            self._drain_low = usage
+        elif self._drain_low < math.inf:
+            if usage < self._drain_low:
+                # Still falling since the restart: the old run draining away (a queue
+                # emptying, memory freed over seconds). The new run starts at the bottom;
+                # a peak of the fall would be carried forward as the new run's envelope.
+                self._reset()
+                self._drain_low = usage
+            elif usage > self._drain_low + STEP_FRACTION * (lim or self._drain_low):
+                self._drain_low = math.inf  # rising again: the new run is under way
         self._observed.update(t, usage)
         self._life_peak = max(self._life_peak, usage)
 
@@ -331,6 +345,17 @@ class Forecaster:
             # One straight line since the start: a leak, or a ramp that will stop (a batch
             # job loading, a queue filling). The fast start's gates decide; the envelope
             # would read the ramp as a leak.
+            slow = None
+        elif (
+            slow is not None
+            and lim is not None
+            and self.ceiling > 0.0
+            and not self.leaker
+            and max(self._seen, self._b_max, usage) < self.ceiling + CEILING_MARGIN * lim
+        ):
+            # An earlier run rose to this level and stopped there without a kill (a queue
+            # filled to its capacity, a job loaded its working set): a rise back to it is
+            # that again until it climbs clearly past it.
             slow = None
         eta = fast if fast is not None and (slow is None or fast < slow) else slow
         self._last_eta = eta
