@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Callable
@@ -135,6 +136,22 @@ def test_step_leak_fires_before_the_killing_step() -> None:
     fired = first_fire(etas)
     assert fired is not None
     assert 60 <= kill - fired <= 3000
+
+
+def test_irregular_step_leak_fires_before_the_killing_step() -> None:
+    # +6% at irregular times (gaps of 15 min to 3 h): once a step would cross the limit
+    # the next one may come at any moment, so the kill is not timed by the shortest gap
+    gaps = [3000, 9000, 2500, 6000, 11000, 2400, 7000, 4000, 9000, 3000, 5000, 1000, 900]
+    at = list(itertools.accumulate(gaps))
+
+    def shape(t: float) -> float:
+        return 0.3 + 0.06 * sum(1 for a in at if t >= a)
+
+    kill = next(t for t in range(0, at[-1] + 10, 10) if shape(t) >= 1.0)
+    _, etas = replay(shape, kill - 10, noise=0.003)
+    fired = first_fire(etas)
+    assert fired is not None
+    assert kill - fired >= 60
 
 
 def daily(t: float) -> float:

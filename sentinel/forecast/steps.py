@@ -7,7 +7,8 @@ since the last rise, and above its lowest point of the last few minutes (a step,
 slope). When the last rises each left usage higher than the one before and
 it stays there, and the usual (median) rise is larger than the headroom left, the kill
 is projected at the next rise: the shortest time seen between two rises after the last
-one. Steps at regular intervals are timed; irregular ones may come at any moment.
+one. Steps at regular intervals are timed; irregular ones may come at any moment, so
+the kill is then projected now.
 
 Pure and incremental: O(1) per sample; a rise (rare) costs a sort of a few numbers.
 """
@@ -23,6 +24,9 @@ MIN_RISES = 3
 """Fewer rises than this say nothing about a staircase."""
 MAX_AGE_S = 86400.0
 """Rises older than this are forgotten."""
+REGULAR = 1.5
+"""Steps come at regular intervals when the longest gap between them is at most this many
+times the shortest."""
 
 
 class Steps:
@@ -54,7 +58,9 @@ class Steps:
             sizes = sorted(r[1] for r in rises)
             self._size = sizes[len(sizes) // 2]
             gaps = sorted(b[0] - a[0] for a, b in zip(rises, list(rises)[1:], strict=False))
-            self._gap = gaps[0] if gaps else 0.0
+            # Regular steps are timed by the shortest gap; irregular ones (gaps further
+            # apart than REGULAR) may come at any moment: the next one is not timed.
+            self._gap = gaps[0] if gaps and gaps[-1] <= REGULAR * gaps[0] else 0.0
 
     def eta(self, x: float, usage: float, limit: float, threshold: float) -> float | None:
         """Seconds to the next rise when that rise would cross ``limit``; else None."""
