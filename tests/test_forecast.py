@@ -264,6 +264,24 @@ def test_gaps_keep_the_trend() -> None:
     assert eta == pytest.approx(kill - 15 * 3600, rel=0.2)
 
 
+def test_a_gap_does_not_refute_the_growth() -> None:
+    # 12 h leak; no samples for 80 min, resuming 43 min before the kill: the windows whose
+    # last part the gap emptied keep their verdict until new samples fill it
+    kill = 12 * 3600.0
+    rng = random.Random(5)
+    f = Forecaster(LIMIT)
+    fired = None
+    t = 0.0
+    while t < kill:
+        if not kill - 7400 <= t < kill - 2600:
+            eta = f.update(t, (0.2 + 0.8 * t / kill + rng.gauss(0, 0.003)) * LIMIT)
+            if fired is None and eta is not None and eta <= LEAD:
+                fired = t
+        t += 10
+    assert fired is not None
+    assert kill - fired >= 60
+
+
 def test_limit_change_moves_the_eta() -> None:
     # usage grows 100 MiB/h from 300 MiB; limit 1 GiB, then raised to 2 GiB
     f = Forecaster(LIMIT, constraint="cgroup")

@@ -147,6 +147,7 @@ class Scale:
         window = self.window
         while chunks and chunks[0][0] < now - window:
             chunks.popleft()
+        kept_slope, kept_hi, kept_span = self.slope, self.slope_hi, self.span
         self.slope = self.slope_hi = 0.0
         self.span = 0.0
         if not chunks:
@@ -161,6 +162,10 @@ class Scale:
             k = int((c[0] - start) // part)
             segments[k if 0 <= k < SEGMENTS else (0 if k < 0 else SEGMENTS - 1)].append(c)
         if min(len(seg) for seg in segments) < MIN_POINTS_PER_SEGMENT:
+            if kept_slope > 0.0 and len(chunks) >= MIN_POINTS_PER_SEGMENT:
+                # A part is empty because samples are missing (a gap), not because the
+                # growth was refuted: the last verdict stands until the parts fill again.
+                self.slope, self.slope_hi, self.span = kept_slope, kept_hi, kept_span
             return
         self.span = span
         peak = max(c[2] for c in chunks)
