@@ -8,6 +8,7 @@ bug in sentinel: one short line, the traceback only with ``-v``), 130 interrupte
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -15,14 +16,6 @@ import traceback
 from collections.abc import Sequence
 
 from sentinel import __version__
-from sentinel.cli import forecast as forecast_cmd
-from sentinel.cli import health as health_cmd
-from sentinel.cli import notify as notify_cmd
-from sentinel.cli import parse as parse_cmd
-from sentinel.cli import policy as policy_cmd
-from sentinel.cli import probe as probe_cmd
-from sentinel.cli import run as run_cmd
-from sentinel.cli import top as top_cmd
 from sentinel.cli.common import (
     EXIT_ERROR,
     EXIT_INTERNAL,
@@ -32,8 +25,13 @@ from sentinel.cli.common import (
 )
 from sentinel.errors import SentinelError
 
+MODULES = ("parse", "policy", "forecast", "top", "run", "notify", "health", "probe")
+"""The modules under ``sentinel.cli`` that register subcommands, in ``--help`` order."""
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or (``only``) just one module's subcommands: ``sentinel
+    parse`` then imports nothing else (it reads logs at grep's pace; startup counts)."""
     parser = argparse.ArgumentParser(
         prog="sentinel",
         description="Keeps memory-leaking containers from dying silently.",
@@ -43,20 +41,20 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more log detail on stderr"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    parse_cmd.register(sub)
-    policy_cmd.register(sub)
-    forecast_cmd.register(sub)
-    top_cmd.register(sub)
-    run_cmd.register(sub)
-    notify_cmd.register(sub)
-    health_cmd.register(sub)
-    probe_cmd.register(sub)
+    for name in (only,) if only else MODULES:
+        importlib.import_module(f"sentinel.cli.{name}").register(sub)
     return parser
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the first word that is no option)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only="parse" if _command(words) == "parse" else None)
+    args = parser.parse_args(words)
     logging.basicConfig(
         level=logging.DEBUG
         if args.verbose > 1
