@@ -290,25 +290,30 @@ class Forecaster:
 
         # Drops: the clock of GC cycles and periodic jobs.
         self._dev += 0.05 * (abs(usage - prev_usage) - self._dev)
-        threshold = DROP_NOISE * self._dev
-        if lim is not None and DROP_FRACTION * lim > threshold:
-            threshold = DROP_FRACTION * lim
         trough = self._trough_since_drop
-        if trough < math.inf:
+        if trough == math.inf:
+            if usage > self._peak_since_drop:
+                self._peak_since_drop = usage
+            else:
+                threshold = DROP_NOISE * self._dev
+                if lim is not None and DROP_FRACTION * lim > threshold:
+                    threshold = DROP_FRACTION * lim
+                if usage < self._peak_since_drop - threshold:
+                    self._drops.append(x)
+                    self._peak_since_drop = usage
+                    self._trough_since_drop = usage
+        elif usage < trough:
+            self._trough_since_drop = usage
+        else:
             # Falling since the last drop: a cycle has one drop however slowly it falls (a
             # day's evening, a queue draining); the next counts once usage rose again by
             # as much (a new cycle).
-            if usage < trough:
-                self._trough_since_drop = usage
-            elif usage > trough + threshold:
+            threshold = DROP_NOISE * self._dev
+            if lim is not None and DROP_FRACTION * lim > threshold:
+                threshold = DROP_FRACTION * lim
+            if usage > trough + threshold:
                 self._trough_since_drop = math.inf
                 self._peak_since_drop = usage
-        elif usage > self._peak_since_drop:
-            self._peak_since_drop = usage
-        elif usage < self._peak_since_drop - threshold:
-            self._drops.append(x)
-            self._peak_since_drop = usage
-            self._trough_since_drop = usage
         if lim is not None:
             low = min(self._b_min, self._lows[0], self._lows[1], self._lows[2])
             self._steps.update(
