@@ -355,3 +355,20 @@ def test_quiet_once_an_s_shaped_warm_up_levels_off() -> None:
 
     _, etas = replay(shape, 2 * 86400, dt=20.0, noise=0.005)
     assert first_fire(etas) is None
+
+
+def test_an_accelerating_leak_is_projected_at_its_later_speed() -> None:
+    # 20% -> 100% in 48 h, growing as t^2: every shorter window sees faster growth
+    # than the one above it, though never 1.5x faster; the long windows saw the speed-up
+    # themselves (their later part rose faster), so the shorter window's speed is the one
+    # to project with, not the long window's average.
+    end = 48 * 3600.0
+    _, etas = replay(lambda t: 0.2 + 0.8 * (t / end) ** 2, end, dt=30.0, noise=0.005)
+    late = [(t, eta) for t, eta in etas if end - 4 * 3600 <= t <= end - 3600]
+    assert late
+    for t, eta in late:
+        assert eta is not None
+        assert eta < 1.5 * (end - t), t
+    fired = first_fire(etas)
+    assert fired is not None
+    assert end - fired >= 60

@@ -451,7 +451,13 @@ class Forecaster:
                 continue
             if i < last and scale.span < PERIODS_PER_WINDOW * period:
                 continue
-            if best is None or scale.slope > ACCELERATION * best.slope:
+            if (
+                best is None
+                or scale.slope > ACCELERATION * best.slope
+                or best.slope < best.slope_last <= scale.slope
+            ):
+                # clearly faster; or the longer window saw its own growth speed up and
+                # this shorter one confirms the later speed: an accelerating leak
                 best = scale
         if best is not None:
             # growth that stopped: a shorter window saw far less rise than it implies

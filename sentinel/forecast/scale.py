@@ -74,6 +74,7 @@ class Scale:
         "rise_dt",
         "slope",
         "slope_hi",
+        "slope_last",
         "span",
         "window",
         "z",
@@ -96,6 +97,8 @@ class Scale:
         """Growth of usage in bytes per second (0 when not growing or not ready)."""
         self.slope_hi = 0.0
         """The faster of the two half-window slopes."""
+        self.slope_last = 0.0
+        """The later of the two part-to-part slopes (above ``slope``: growth sped up)."""
         self.env = 0.0
         """Peak envelope at ``env_t`` (valid when ``span`` > 0)."""
         self.env_t = 0.0
@@ -148,7 +151,8 @@ class Scale:
         while chunks and chunks[0][0] < now - window:
             chunks.popleft()
         kept_slope, kept_hi, kept_span = self.slope, self.slope_hi, self.span
-        self.slope = self.slope_hi = 0.0
+        kept_last = self.slope_last
+        self.slope = self.slope_hi = self.slope_last = 0.0
         self.span = 0.0
         if not chunks:
             return
@@ -166,6 +170,7 @@ class Scale:
                 # A part is empty because samples are missing (a gap), not because the
                 # growth was refuted: the last verdict stands until the parts fill again.
                 self.slope, self.slope_hi, self.span = kept_slope, kept_hi, kept_span
+                self.slope_last = kept_last
             return
         self.span = span
         peak = max(c[2] for c in chunks)
@@ -211,4 +216,5 @@ class Scale:
             fastest = max(fastest, s)
         self.slope = slope
         self.slope_hi = fastest
+        self.slope_last = s
         self.env = max(c[2] + slope * (now - c[3]) for c in chunks)
