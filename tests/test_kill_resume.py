@@ -29,14 +29,14 @@ rules:
 NOW = 1_760_000_000.0
 
 
-def daemon(tmp_path: Path) -> Daemon:
+def daemon(tmp_path: Path, policy: str = POLICY) -> Daemon:
     empty = tmp_path / "cgroup"  # not the host's tree
     (empty / "memory").mkdir(parents=True, exist_ok=True)
     (empty / "memory" / "memory.usage_in_bytes").write_text("0\n")
     options = Options(
         mode="sidecar", state=str(tmp_path / "state.db"), listen="", cgroup_root=empty
     )
-    return Daemon(load_policy(POLICY, "policy.yaml"), options)
+    return Daemon(load_policy(policy, "policy.yaml"), options)
 
 
 def record(pid: int) -> KillRecord:
@@ -102,3 +102,52 @@ def test_a_live_kill_stays_unhandled_until_the_rules_decided(tmp_path: Path) -> 
         assert outbox(tmp_path / "state.db") == [5151]
     finally:
         d.store.close()
+
+
+RESTART_POLICY = """
+version: 1
+notifiers:
+  ops: {type: log}
+rules:
+  - name: restart-app
+    when: {memory_above: {bytes: 1Mi, for: 1s}}
+    do:
+      - restart: {grace_period: 5s}
+      - notify: ops
+"""
+
+
+def test_a_restart_done_just_before_sentinel_died_is_still_told(tmp_path: Path) -> None:
+    # In sidecar mode the app's exit ends sentinel too: sometimes after the restart's
+    # outcome is written but before the firing's notification is queued.
+    state = tmp_path / "state.db"
+    store = Store(state)
+    app = Target(id="pid:7", name="app", runtime="process", pid=7, started_at=NOW - 60)
+    evidence = {"target": app.to_dict(), "reason": "memory above 1 MiB for 1s", "evidence": {}}
+    unreported = store.add_decision(
+        at=NOW, rule="restart-app", target_id=app.id, target_name=app.name, action="restart",
+        dry_run=False, outcome="done", evidence=evidence,
+    )  # fmt: skip
+    # an earlier restart whose notification was queued: not told again
+    store.add_decision(
+        at=NOW - 600, rule="restart-app", target_id=app.id, target_name=app.name,
+        action="restart", dry_run=False, outcome="done", evidence=evidence,
+    )  # fmt: skip
+    store.add_decision(
+        at=NOW - 600, rule="restart-app", target_id=app.id, target_name=app.name,
+        action="notify", dry_run=False, outcome="sent", evidence=evidence,
+    )  # fmt: skip
+    store.close()
+    for _ in range(2):  # a second start repeats nothing
+        d = daemon(tmp_path, RESTART_POLICY)
+        try:
+            d.clock = lambda: NOW + 30
+            d._resume_interrupted([])
+            items = d.store.due(float("inf"))
+        finally:
+            d.store.close()
+        assert [i.dedupe_key for i in items] == [f"decision:{unreported}:ops"]
+        (item,) = items
+        assert item.payload["after"]["interrupted"] is False
+        assert "right after restarting" in item.payload["after"]["note"]
+        assert item.payload["target"]["name"] == "app"

@@ -699,10 +699,21 @@ class Daemon:
         rule's notifiers are told what happened, with whether the target is running now."""
         now = self.clock()
         running = {w.target.id: w.target for w in view}
-        for d in self.store.decisions(since=now - HISTORY_WINDOW):
-            if d.outcome != "pending" or d.id not in self._pending_at_start:
+        recent = self.store.decisions(since=now - HISTORY_WINDOW)
+        told = {(d.rule, d.target_id, d.at) for d in recent if d.action == "notify"}
+        for d in recent:
+            # A restart done, but sentinel stopped before its firing's notifications were
+            # queued (in sidecar mode the app's exit ends sentinel too, sometimes just after
+            # the outcome was written): told now, like an interrupted one.
+            unreported = (
+                d.outcome == "done"
+                and d.action == "restart"
+                and (d.rule, d.target_id, d.at) not in told
+            )
+            if not unreported and (d.outcome != "pending" or d.id not in self._pending_at_start):
                 continue  # left by the previous run, not one this run is carrying out
-            self.store.set_outcome(d.id, "interrupted")
+            if not unreported:
+                self.store.set_outcome(d.id, "interrupted")
             before = d.evidence.get("target") or {}
             current = running.get(d.target_id)
             back = current is not None and (
@@ -710,7 +721,7 @@ class Daemon:
             )
             event(
                 log,
-                "action-interrupted",
+                "action-unreported" if unreported else "action-interrupted",
                 rule=d.rule,
                 action=d.action,
                 target=before,
@@ -738,9 +749,14 @@ class Daemon:
                 "host": _hostname(),
                 "after": {
                     "running": back,
-                    "interrupted": True,
-                    "note": "sentinel stopped while restarting the target (a sidecar ends"
-                    " with the app whose PID namespace it shares) and started again",
+                    "interrupted": not unreported,
+                    "note": (
+                        "sentinel stopped right after restarting the target"
+                        if unreported
+                        else "sentinel stopped while restarting the target"
+                    )
+                    + " (a sidecar ends with the app whose PID namespace it shares) and"
+                    " started again",
                 },
             }
             payload = enrich(payload, store=self.store, target_id=d.target_id, now=d.at)
