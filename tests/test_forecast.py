@@ -372,3 +372,30 @@ def test_an_accelerating_leak_is_projected_at_its_later_speed() -> None:
     fired = first_fire(etas)
     assert fired is not None
     assert end - fired >= 60
+
+
+def test_a_leak_under_a_long_cycle_is_seen_before_three_cycles_pass() -> None:
+    # A job cycle of 8 h (memory builds up, then drops) on top of a leak killed at ~21 h:
+    # no window held three cycles before the kill, so none was used; the longest window
+    # that has spoken holds two by 16 h, and its rise is then across cycles.
+    period = 8 * 3600.0
+
+    def shape(t: float, leak: float) -> float:
+        return 0.3 + leak * t / (20 * 3600) + 0.1 * ((t % period) / period)
+
+    rng = random.Random(1)
+    f = Forecaster(LIMIT)
+    t = 0.0
+    fired = kill = None
+    while kill is None:
+        frac = shape(t, 0.6) + rng.gauss(0.0, 0.005)
+        if frac >= 1.0:
+            kill = t
+        elif (eta := f.update(t, frac * LIMIT)) is not None and eta <= LEAD and fired is None:
+            fired = t
+        t += 30.0
+    assert fired is not None
+    assert kill - fired >= 60
+    # the same cycle without the leak, peaking at 90%, stays quiet
+    _, etas = replay(lambda t: 0.5 + 0.4 * ((t % period) / period), 30 * 3600, dt=30.0)
+    assert first_fire(etas) is None

@@ -68,6 +68,10 @@ seen over 20 minutes is a burst, a ramp or a warm-up as often as a leak."""
 PERIOD_MIN_DROPS = 2
 PERIODS_PER_WINDOW = 3.0
 """A scale is used only when its window holds this many drop-to-drop periods (over one a third)."""
+PERIODS_SEEN = 2.0
+"""... except the 3-day window (its parts are days: a daily cycle averages out) and, while
+that one has not spoken, the longest window that has (no longer one to defer to): it
+needs to see the cycle twice, its rise is then across cycles, not one cycle's phase."""
 DROP_FRACTION = 0.05
 """A fall of this share of the limit from the last peak counts as a drop (GC, job end)."""
 DROP_NOISE = 8.0
@@ -445,11 +449,17 @@ class Forecaster:
         period = self._period(now)
         best: Scale | None = None
         last = len(self._scales) - 1
+        longest = last
+        while longest > SHORTEST_USED and self._scales[longest].span <= 0.0:
+            longest -= 1  # the longest window that has spoken: no longer one to defer to
         for i in range(last, SHORTEST_USED - 1, -1):
             scale = self._scales[i]
             if scale.span <= 0.0 or scale.slope <= 0.0:
                 continue
-            if i < last and scale.span < PERIODS_PER_WINDOW * period:
+            if (
+                i < last
+                and scale.span < (PERIODS_PER_WINDOW if i < longest else PERIODS_SEEN) * period
+            ):
                 continue
             if (
                 best is None
