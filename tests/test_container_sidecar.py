@@ -193,7 +193,10 @@ def test_an_app_pid1_without_a_sigterm_handler(
         # default action ends it.
         wait_for(lambda: restarts(app) == 1, f"Docker to restart the app\n{s.describe()}", 120)
         assert exits(app, started) == [("die", 143)]  # the leaker's SIGTERM, through tini
-        wait_for(lambda: s.notifications(rule="restart-app"), "the restart's notification", 60)
+        try:
+            wait_for(lambda: s.notifications(rule="restart-app"), "the restart's notification", 60)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{s.describe()}") from None
         assert s.notifications(rule="restart-app")[0]["target"]["name"] == "leaker"
         return
     problems = " ".join(selftest["problems"])
