@@ -193,8 +193,10 @@ def test_an_app_pid1_without_a_sigterm_handler(
         # default action ends it.
         wait_for(lambda: restarts(app) == 1, f"Docker to restart the app\n{s.describe()}", 120)
         assert exits(app, started) == [("die", 143)]  # the leaker's SIGTERM, through tini
+        # sentinel comes back after the app (Docker's restart backoff for a container
+        # that could not join the app's namespace yet doubles, up to a minute): 150 s.
         try:
-            wait_for(lambda: s.notifications(rule="restart-app"), "the restart's notification", 60)
+            wait_for(lambda: s.notifications(rule="restart-app"), "the restart's notification", 150)
         except AssertionError as e:
             raise AssertionError(f"{e}\n{s.describe()}") from None
         assert s.notifications(rule="restart-app")[0]["target"]["name"] == "leaker"
