@@ -121,8 +121,7 @@ class EventSpec:
         return self.regarding.namespace or "default"
 
     @property
-    def dedupe_key(self) -> tuple[str, ...]:
-        """Occurrences with this key are one Event (its count grows)."""
+    def _source_and_object(self) -> tuple[str, ...]:
         ref = self.regarding
         return (
             self.reporting_controller,
@@ -131,25 +130,17 @@ class EventSpec:
             ref.namespace,
             ref.name,
             ref.uid,
-            self.type,
-            self.reason,
-            self.note,
         )
+
+    @property
+    def dedupe_key(self) -> tuple[str, ...]:
+        """Occurrences with this key are one Event (its count grows)."""
+        return (*self._source_and_object, self.type, self.reason, self.note)
 
     @property
     def spam_key(self) -> tuple[str, ...]:
         """Occurrences with this key share one token bucket (client-go ``getSpamKey``)."""
-        ref = self.regarding
-        return (
-            self.reporting_controller,
-            self.reporting_instance,
-            ref.kind,
-            ref.namespace,
-            ref.name,
-            ref.uid,
-            ref.api_version,
-            self.type,
-        )
+        return (*self._source_and_object, self.regarding.api_version, self.type)
 
 
 @dataclass(frozen=True, slots=True)

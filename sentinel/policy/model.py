@@ -570,6 +570,12 @@ class When(_Model):
 # --- do ----------------------------------------------------------------------------------
 
 
+def _bare_defaults(value: Any) -> Any:
+    """``restart:``, ``restart: null`` or ``restart: true``: the action with its defaults
+    (the same for every action whose value is a mapping of options)."""
+    return {} if value is None or value is True else value
+
+
 class RestartSpec(_Model):
     grace_period: Duration = Field(
         default=_as_written("10s"),
@@ -595,7 +601,7 @@ class RestartAction(_Model):
     @field_validator("restart", mode="before")
     @classmethod
     def _bare(cls, value: Any) -> Any:
-        return {} if value is None or value is True else value
+        return _bare_defaults(value)
 
 
 class EvictSpec(_Model):
@@ -624,7 +630,7 @@ class EvictAction(_Model):
     @field_validator("evict", mode="before")
     @classmethod
     def _bare(cls, value: Any) -> Any:
-        return {} if value is None or value is True else value
+        return _bare_defaults(value)
 
 
 class DeletePodAction(_Model):
@@ -642,7 +648,7 @@ class DeletePodAction(_Model):
     @field_validator("delete_pod", mode="before")
     @classmethod
     def _bare(cls, value: Any) -> Any:
-        return {} if value is None or value is True else value
+        return _bare_defaults(value)
 
 
 class NotifyAction(_Model):
@@ -758,7 +764,7 @@ class SnapshotAction(_Model):
     @field_validator("snapshot", mode="before")
     @classmethod
     def _bare(cls, value: Any) -> Any:
-        return {} if value is None or value is True else value
+        return _bare_defaults(value)
 
 
 RuleAction = (
