@@ -243,6 +243,11 @@ def test_connect_errors_are_one_line(
     assert "no Kubernetes configuration" in errors[2]
     assert "in-cluster" in errors[3]
     assert str(bad) in errors[4]
+    # YAML, but not a kubeconfig (a text file given by mistake): said so, not a TypeError
+    text = tmp_path / "passwd"
+    text.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    with pytest.raises(SentinelError, match="not a kubeconfig"):
+        KubeClient.connect(node=NODE, kubeconfig=str(text), environ={})
 
 
 def test_connect_takes_the_node_from_node_name(kube_api: KubeAPI) -> None:

@@ -184,6 +184,11 @@ class KubeClient:
                 )
             else:
                 k.config.load_incluster_config(client_configuration=configuration)
+        except (TypeError, AttributeError, KeyError) as e:  # YAML, but not a kubeconfig
+            raise SentinelError(
+                f"Kubernetes configuration from {source}: not a kubeconfig (expected a mapping"
+                " with clusters, users and contexts)"
+            ) from e
         except Exception as e:  # ConfigException, OSError, a YAML error, ...
             raise SentinelError(
                 f"Kubernetes configuration from {source}: {_one_line(str(e))}"
