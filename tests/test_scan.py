@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from sentinel.kernel.lines import LineDecoder
 from sentinel.kernel.oom import OomParser
-from sentinel.kernel.scan import BUSY, ENGINE, IDLE, STALE_BYTES, scan_chunks
+from sentinel.kernel.scan import _PREFIXED, BUSY, ENGINE, IDLE, STALE_BYTES, scan_chunks
 from sentinel.model import KillRecord
 
 SAMPLES = sorted((Path(__file__).parent / "data" / "oom-logs").glob("*.log"))
@@ -173,16 +173,22 @@ def test_needles_cover_every_line_that_changes_the_parser(name: str) -> None:
         if not raw:
             continue
         was_busy = parser.busy
+        was_wanting = parser.wants_body  # the scanner seeks BUSY's needles, else IDLE's
         was_holding = parser.holding  # the scanner feeds the next line whatever it holds
         records = parser.feed(raw.decode("utf-8", "replace"))
         texts = [ln.text.strip() for ln in LineDecoder().decode(raw.decode("utf-8", "replace"))]
         reaper_only = texts and all(t.startswith("oom_reaper:") for t in texts)
         if was_holding:
             continue
-        if not was_busy and (parser.busy or records):
+        if not was_wanting and (
+            records
+            or parser.wants_body
+            or parser.busy != was_busy
+            or (parser.last_line_related and not reaper_only)
+        ):
             assert _matches(IDLE, raw), raw
             checked += 1
-        if was_busy and parser.last_line_related and not reaper_only:
+        if was_wanting and parser.last_line_related and not reaper_only:
             assert _matches(BUSY, raw), raw
             checked += 1
     if list(reference([CORPUS[name]])):
@@ -210,3 +216,65 @@ def test_each_engine_reads_all_samples_in_noise_like_the_line_parser(engine: str
     want = list(reference(chunks))
     assert len(want) >= 60
     assert list(scan_chunks(chunks, engine=engine)) == want
+
+
+def _decoder_says_prefixed(raw: bytes) -> bool:
+    lines = LineDecoder().decode(raw.decode("utf-8", "replace"))
+    return bool(lines) and any(
+        v is not None
+        for v in (lines[0].host, lines[0].kernel_timestamp, lines[0].seq, lines[0].log_time)
+    )
+
+
+def test_the_fast_prefix_check_never_says_prefixed_where_the_decoder_does_not() -> None:
+    """``_PREFIXED`` spares the scanner a decode; it must be a subset of the decoder."""
+    seen = 0
+    for raw in itertools.chain(NOISE, *(c.split(b"\n") for c in CORPUS.values())):
+        if _PREFIXED.match(raw):
+            assert _decoder_says_prefixed(raw), raw
+            seen += 1
+    assert seen > 500
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                b"Mar",
+                b"mar",
+                "Mär".encode(),
+                b" ",
+                b"  ",
+                b"1",
+                b"12",
+                b"10:00:00",
+                b".5",
+                b"host",
+                b"kernel",
+                b"[12]",
+                b":",
+                b"[",
+                b"]",
+                b"2026-03-01",
+                b"T",
+                b"Z",
+                b"+01:00",
+                b",",
+                b";",
+                b"6",
+                b"1.5",
+                b"\t",
+                b"a:b",
+                b"kern.err",
+            ]
+        ),
+        max_size=14,
+    )
+)
+def test_the_fast_prefix_check_is_a_subset_of_the_decoder_on_made_up_prefixes(
+    parts: list[bytes],
+) -> None:
+    raw = b"".join(parts) + b" x"
+    if _PREFIXED.match(raw):
+        assert _decoder_says_prefixed(raw), raw

@@ -104,9 +104,10 @@ class ProgressBar:
         self.stream = stream
         self.enabled = stream.isatty()
         self._last = -1
+        self._closed = False
 
     def update(self, done: int) -> None:
-        if not self.enabled:
+        if not self.enabled or self._closed:  # closed: a reader thread may still report
             return
         pct = min(100, done * 100 // self.total)
         if pct == self._last:
@@ -120,6 +121,7 @@ class ProgressBar:
         self.stream.flush()
 
     def close(self) -> None:
+        self._closed = True
         if self.enabled and self._last >= 0:
             self.stream.write("\r" + " " * 80 + "\r")
             self.stream.flush()

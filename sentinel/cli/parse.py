@@ -18,7 +18,7 @@ from sentinel.kernel.oom import OomParser
 from sentinel.kernel.scan import MAX_LINE_BYTES, Trimmed, scan_chunks
 from sentinel.model import KillRecord
 from sentinel.sources.kmsg import KmsgReader
-from sentinel.sources.logfile import STDIN, read_chunks, read_stdin_chunks
+from sentinel.sources.logfile import STDIN, read_ahead, read_chunks, read_stdin_chunks
 
 PROGRESS_MIN_BYTES = 16 << 20
 
@@ -117,7 +117,7 @@ def _scan(
         except SourceError as e:
             failures.append(e)
 
-    yield from scan_chunks(until_failure(), parser, trimmed)
+    yield from scan_chunks(until_failure(), parser, trimmed, ahead=read_ahead)
     if failures:
         raise failures[0]
 

@@ -186,6 +186,13 @@ class OomParser:
         return bool(self._reports) or self._held is not None
 
     @property
+    def wants_body(self) -> bool:
+        """True while some open report may still take body lines (CPU, counters, table
+        rows): one not yet at its ``oom-kill:`` summary, or a held line. Past its summary a
+        report takes marker lines only, as an idle parser does."""
+        return self._held is not None or any(r.summary is None for r in self._reports.values())
+
+    @property
     def holding(self) -> bool:
         """True while a line that looks wrapped waits for the next line, its possible rest."""
         return self._held is not None
@@ -259,6 +266,8 @@ class OomParser:
             if report is not None and report.invoker is None and report.summary is None:
                 del self._reports[host]
             return True
+        if report is not None and report.summary is not None:
+            return False  # the kernel prints oom-kill: after the table: only the kill line is left
         stripped = text.strip()
         if report is None:
             if host in self._other_dump or not _OPENS_REPORT.match(stripped):

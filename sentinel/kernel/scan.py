@@ -39,7 +39,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,10 +84,10 @@ class _Literal:
 
 class _Multi:
     """Several needles sought in one pass by a compiled Hyperscan database, with
-    ``re.Pattern.search``'s signature. One scan finds every hit in ``data[pos:endpos]``
-    and :data:`_MULTI_AHEAD` bytes on; a search past that scans on from there (a report's
-    stops move as it goes on: one pass beats a pass per stop). Searches inside the range
-    scanned are answered from its hits.
+    ``re.Pattern.search``'s signature. A search scans on from the end of the last scan, by
+    growing windows (:data:`_MULTI_STEP`), until it finds a hit or reaches ``endpos``:
+    every hit of a window is kept, so searches inside the range scanned are answered from
+    its hits (a report's stops move as it goes on: one pass beats a pass per stop).
     A hit's position is the last byte of its match: on the match's line, which is all the
     scanner needs.
 
@@ -106,30 +106,48 @@ class _Multi:
 
     def search(self, data: bytes, pos: int = 0, endpos: int = 1 << 62) -> _Hit | None:
         endpos = min(endpos, len(data))
-        if data is not self._data or pos < self._start:
-            self._data, self._start, self._end = data, pos, pos
+        if data is not self._data or not self._start <= pos <= self._end:
+            self._data, self._start, self._end = data, pos, pos  # the hits kept are all < pos
             self._hits = []
-        if endpos > self._end:
+        hits = self._hits
+        i = bisect_left(hits, pos)
+        step = _MULTI_STEP
+        while i == len(hits) and self._end < endpos:
             # from the start of the line the last scan cut: needles never span lines
             resume = max(self._start, data.rfind(b"\n", self._start, self._end) + 1)
-            end = min(len(data), max(endpos, self._end + _MULTI_AHEAD))
-            last = self._hits[-1] if self._hits else -1
-            hits = self._hits
-
-            def on_match(_id: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
-                if resume + to - 1 > last:
-                    hits.append(resume + to - 1)
-
+            end = min(len(data), self._end + step, max(endpos, self._end + _MULTI_STEP))
+            on_match = _collector(hits, resume, hits[-1] if hits else -1)
             self._db.scan(memoryview(data)[resume:end], on_match, scratch=self._scratch)
             self._end = end
-        i = bisect_left(self._hits, pos)
-        if i < len(self._hits) and self._hits[i] < endpos:
-            return _Hit(self._hits[i])
+            step = min(step * 2, _MULTI_MAX_STEP)
+            i = bisect_left(hits, pos)
+        if i < len(hits) and hits[i] < endpos:
+            return _Hit(hits[i])
         return None
 
+    def prime(self, data: bytes, hits: list[int]) -> None:
+        """Take ``hits``, every hit in the whole of ``data`` (found by :func:`core_hits`,
+        in another thread perhaps), as if this instance had scanned it."""
+        self._data, self._start, self._end = data, 0, len(data)
+        self._hits = hits
 
-_MULTI_AHEAD = 1 << 17
-"""Bytes a :class:`_Multi` scans past the end of its last scan when asked past it."""
+
+def _collector(hits: list[int], offset: int, last: int) -> Callable[..., None]:
+    """A Hyperscan match handler: appends ``offset +`` each match's last byte past ``last``."""
+
+    def on_match(_id: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+        if offset + to - 1 > last:
+            hits.append(offset + to - 1)
+
+    return on_match
+
+
+_MULTI_STEP = 8 << 10
+"""The first window a :class:`_Multi` scans past its last scan when asked past it; each
+further window of the same search is twice as long, up to :data:`_MULTI_MAX_STEP`. A
+report's next line is usually in the first window, so its stops (which reach up to
+:data:`STALE_BYTES` ahead) cost the bytes up to that line, not to the stop."""
+_MULTI_MAX_STEP = 1 << 20
 
 
 _Needle = re.Pattern[bytes] | _Literal | _Multi
@@ -210,9 +228,10 @@ ENGINE = "hyperscan" if _hyperscan is not None else "re"
 """How blocks are searched: ``hyperscan`` (each mode's needles in one pass) or ``re``
 (``bytes.find`` and ``re`` per needle), the fallback where hyperscan does not install."""
 
-_GROUPS = (IDLE_CORE, IDLE[len(IDLE_CORE) :], BUSY[len(IDLE) :])
-"""The needles of :data:`IDLE_CORE`, then those :data:`IDLE` adds, then :data:`BUSY`'s:
-each mode searches a prefix of this, so a hit found in one mode stays valid in the next."""
+_GROUPS = (IDLE_CORE, IDLE[len(IDLE_CORE) :], BUSY[len(IDLE_CORE) :])
+"""The needles of :data:`IDLE_CORE`, then those :data:`IDLE` adds, then all that
+:data:`BUSY` adds to the core: a scanner searches the first group alone, the first two, or
+the first and the third, each group in one pass."""
 _compiled: list[Any] = []
 
 
@@ -234,11 +253,34 @@ def _databases() -> list[Any]:
     return _compiled
 
 
+def core_hits(engine: str = ENGINE) -> Callable[[bytes], list[int] | None]:
+    """A search for :data:`IDLE_CORE` over whole blocks, for :meth:`_Scanner.prime`: the
+    positions of every hit in a block (each the last byte of its match), in order; None
+    with an engine that does not search ahead. It has its own scratch space, so it may
+    run in another thread than the scanner's (Hyperscan releases the GIL as it scans)."""
+    if engine != "hyperscan":
+        return lambda _data: None
+    db = _databases()[0]
+    scratch = _hyperscan.Scratch(db)
+
+    def search(data: bytes) -> list[int]:
+        hits: list[int] = []
+
+        def on_match(_id: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+            hits.append(to - 1)
+
+        db.scan(data, on_match, scratch=scratch)
+        hits.sort()  # several needles: a later one may report an earlier end
+        return hits
+
+    return search
+
+
 def _needles(engine: str) -> tuple[tuple[_Needle, ...], tuple[_Needle, ...], tuple[_Needle, ...]]:
     """(idle-core, idle, busy) needles for one scanner."""
     if engine == "hyperscan":
         core, opener, busy = (_Multi(db) for db in _databases())
-        return (core,), (core, opener), (core, opener, busy)
+        return (core,), (core, opener), (core, busy)
     return IDLE_CORE, IDLE, BUSY
 
 
@@ -256,12 +298,27 @@ def _decode(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
 
+_PREFIXED = re.compile(
+    rb"[A-Za-z]{3} [ 0-9]?[0-9] [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)? (?:[!-9;-~]+ )?"
+    rb"[!-9;-Z\\-~]+(?:\[[0-9]+\])?:"  # BSD syslog, journalctl short: "Mar  1 10:00:00 h kernel:"
+    rb"|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]+)?"
+    rb"(?:Z|[+-][0-9]{2}:?[0-9]{2})? [!-~]+ [!-9;-Z\\-~]+(?:\[[0-9]+\])?:"  # RFC 3339 syslog
+    rb"|\[ *[0-9]+\.[0-9]+\]"  # dmesg
+    rb"|[0-9]+,[0-9]+,[0-9]+,[^;\n]*;"  # /dev/kmsg
+)
+"""The commonest prefixes, in ASCII: a line that starts with one of these is one that
+:class:`LineDecoder` reads as prefixed (a subset of its own patterns), so
+:func:`_self_contained` answers without decoding it."""
+
+
 def _self_contained(raw: bytes) -> bool:
     """Whether the line carries its own prefix, so the decoder needs no earlier line.
 
     A fresh decoder knows no host; a line that it still dates, places or numbers has a
     prefix (syslog, journal, dmesg, /dev/kmsg) and sets the decoder's memory itself.
     """
+    if _PREFIXED.match(raw):
+        return True
     lines = LineDecoder().decode(_decode(raw))
     if not lines:
         return False
@@ -290,12 +347,18 @@ class _Scanner:
         self.offset = 0
         """Bytes of the stream scanned so far."""
 
+    def prime(self, data: bytes, hits: list[int] | None) -> None:
+        """Take the :func:`core_hits` of the whole of ``data``, the next block's data."""
+        core = self.idle_core[0]
+        if hits is not None and isinstance(core, _Multi):
+            core.prime(data, hits)
+
     def block(self, data: bytes, start: int, end: int) -> Iterator[KillRecord]:
         """The records of the whole lines in ``data[start:end]``; the last may lack ``\\n``."""
         parser = self.parser
         pos = start
-        found = [-1] * len(self.busy)  # first match at or after the pos it was sought from
-        found_until = [0] * len(self.busy)  # ... in data[:found_until], if none was there
+        found: dict[int, int] = {}  # first match at or after the pos it was sought from
+        found_until: dict[int, int] = {}  # ... in data[:found_until], if none was there
         while pos < end:
             if parser.holding:  # the line after one that looks wrapped may be its rest
                 line_end = data.find(b"\n", pos, end)
@@ -306,29 +369,30 @@ class _Scanner:
                 continue
             stop = end
             patterns = self.idle if self.offset + pos - start < OPENER_BYTES else self.idle_core
-            if parser.busy and self.quiet < STALE_BYTES:
+            if parser.wants_body and self.quiet < STALE_BYTES:
                 patterns = self.busy
                 stop = min(end, pos + STALE_BYTES - self.quiet)
             hit = stop
-            for i, pattern in enumerate(patterns):
-                p = found[i]
+            for pattern in patterns:  # each only up to the first hit of those before it
+                i = id(pattern)
+                p = found.get(i, -1)
                 if p < pos:
-                    m = pattern.search(data, pos, stop)
-                    p = found[i] = m.start() if m is not None else stop
-                    found_until[i] = stop
-                elif p >= found_until[i] and found_until[i] < stop:
+                    m = pattern.search(data, pos, hit)
+                    p = found[i] = m.start() if m is not None else hit
+                    found_until[i] = hit
+                elif p >= found_until[i] and found_until[i] < hit:
                     # none up to found_until: go on from the start of the line it cut
                     resume = data.rfind(b"\n", pos, found_until[i]) + 1 or pos
-                    m = pattern.search(data, resume, stop)
-                    p = found[i] = m.start() if m is not None else stop
-                    found_until[i] = stop
+                    m = pattern.search(data, resume, hit)
+                    p = found[i] = m.start() if m is not None else hit
+                    found_until[i] = hit
                 hit = min(hit, p)
             if hit >= stop:
                 # nothing here: skip to stop, but only by whole lines
                 cut = stop if stop == end else data.rfind(b"\n", pos, stop) + 1
                 if cut <= pos:
                     cut = data.find(b"\n", stop, end) + 1 or end
-                if parser.busy:
+                if parser.wants_body:
                     self.quiet += cut - pos
                 self._skip(data, pos, cut)
                 pos = cut
@@ -337,7 +401,7 @@ class _Scanner:
             line_end = data.find(b"\n", hit, end)
             if line_end < 0:
                 line_end = end
-            if parser.busy:
+            if parser.wants_body:
                 self.quiet += line_start - pos
             yield from self._feed_hit(data, pos, line_start, line_end)
             if parser.last_line_related:
@@ -483,23 +547,44 @@ def bounded_lines(
             yield data
 
 
+Block = tuple[bytes, list[int] | None]
+"""A block of whole lines (but perhaps the last), after :func:`bounded_lines`, with its
+:func:`core_hits`."""
+
+
+def blocks(
+    chunks: Iterable[bytes], trimmed: Trimmed | None = None, *, engine: str = ENGINE
+) -> Iterator[Block]:
+    """The first stage of :func:`scan_chunks`, which may run in a thread of its own (its
+    ``ahead``): :func:`bounded_lines`, then the core search of each block in one pass."""
+    search = core_hits(engine)
+    for chunk in bounded_lines(chunks, trimmed=trimmed):
+        yield chunk, (search(chunk) if chunk else None)
+
+
 def scan_chunks(
     chunks: Iterable[bytes],
     parser: OomParser | None = None,
     trimmed: Trimmed | None = None,
     *,
     engine: str = ENGINE,
+    ahead: Callable[[Iterator[Block]], Iterator[Block]] | None = None,
 ) -> Iterator[KillRecord]:
     """All kill records in a byte stream cut at arbitrary places, in log order.
 
     The records are those of feeding every line to ``parser`` (see the module docstring
     for the one deliberate approximation), after :func:`bounded_lines`; what it cut is
-    counted in ``trimmed``.
+    counted in ``trimmed``. ``ahead`` runs the first stage (reading, :func:`blocks`) ahead
+    of the parsing, in a thread (``sentinel.sources.logfile.read_ahead``): on two cores
+    the search and the reads then cost no time of the parser's.
     """
     parser = parser if parser is not None else OomParser()
     scanner = _Scanner(parser, engine)
+    stage = blocks(chunks, trimmed, engine=engine)
+    if ahead is not None:
+        stage = ahead(stage)
     tail: list[bytes] = []  # the unfinished last line: at most MAX_LINE_BYTES in all
-    for chunk in bounded_lines(chunks, trimmed=trimmed):
+    for chunk, hits in stage:
         if not chunk:
             yield from parser.flush()
             continue
@@ -516,6 +601,7 @@ def scan_chunks(
             start = 0
         cut = chunk.rfind(b"\n") + 1
         if cut > start:
+            scanner.prime(chunk, hits)
             yield from scanner.block(chunk, start, cut)
         if cut < len(chunk):
             tail.append(chunk[cut:])
