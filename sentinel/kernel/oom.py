@@ -547,8 +547,8 @@ def _parse_row(pid: int, rest: str, columns: tuple[str, ...] | None) -> dict[str
     """One task-table row: the numeric columns by header name, then the comm."""
     tokens = rest.split()
     numbers: list[int] = []
-    for tok in tokens:
-        if _INT.fullmatch(tok) is None:
+    for tok in tokens:  # _INT.fullmatch(tok), in str methods: \d is a decimal digit
+        if not (tok.isdecimal() or (tok[:1] == "-" and tok[1:].isdecimal())):
             break
         numbers.append(int(tok))
     if columns is not None:

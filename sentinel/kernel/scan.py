@@ -369,7 +369,8 @@ class _Scanner:
                 continue
             stop = end
             patterns = self.idle if self.offset + pos - start < OPENER_BYTES else self.idle_core
-            if parser.wants_body and self.quiet < STALE_BYTES:
+            wanting = parser.wants_body
+            if wanting and self.quiet < STALE_BYTES:
                 patterns = self.busy
                 stop = min(end, pos + STALE_BYTES - self.quiet)
             hit = stop
@@ -392,7 +393,7 @@ class _Scanner:
                 cut = stop if stop == end else data.rfind(b"\n", pos, stop) + 1
                 if cut <= pos:
                     cut = data.find(b"\n", stop, end) + 1 or end
-                if parser.wants_body:
+                if wanting:
                     self.quiet += cut - pos
                 self._skip(data, pos, cut)
                 pos = cut
@@ -401,7 +402,7 @@ class _Scanner:
             line_end = data.find(b"\n", hit, end)
             if line_end < 0:
                 line_end = end
-            if parser.wants_body:
+            if wanting:
                 self.quiet += line_start - pos
             yield from self._feed_hit(data, pos, line_start, line_end)
             if parser.last_line_related:
