@@ -399,3 +399,22 @@ def test_a_leak_under_a_long_cycle_is_seen_before_three_cycles_pass() -> None:
     # the same cycle without the leak, peaking at 90%, stays quiet
     _, etas = replay(lambda t: 0.5 + 0.4 * ((t % period) / period), 30 * 3600, dt=30.0)
     assert first_fire(etas) is None
+
+
+def test_a_staircase_that_began_after_hours_flat_is_projected_at_its_own_speed() -> None:
+    # Flat at 61% for 4 h, then +1.4% of the limit every 30 min (an Alibaba series with a
+    # step leak added): the day window's average is dragged down by the flat hours, and
+    # its last part climbed at the staircase's speed, which the 8 h window confirms to
+    # within a few percent (not the 1.5x that overrides on its own): project with it.
+    start = 4 * 3600.0
+
+    def shape(t: float) -> float:
+        return 0.61 + 0.014 * (max(0.0, t - start) // 1800.0)
+
+    kill = next(t for t in range(0, 40 * 3600, 57) if shape(t) >= 1.0)
+    _, etas = replay(shape, kill - 57, dt=57.0, noise=0.001)
+    fired = first_fire(etas)
+    assert fired is not None
+    assert kill - fired >= 60
+    # and the flat hours before it alone project nothing
+    assert all(eta is None for t, eta in etas if t < start)

@@ -84,6 +84,10 @@ MIN_HISTORY_S = 900.0
 start-up looks like growth until one has been seen through."""
 ACCELERATION = 1.5
 """A shorter window overrides a longer one when it sees growth this many times faster."""
+CONFIRMS = 1.1
+"""A longer window whose last part grew faster than its whole (the leak sped up, or began
+within it) yields to a shorter window that confirms that later speed to within this
+factor: the shorter one's growth times CONFIRMS at least the longer one's last part."""
 HEADROOM_GATE = 0.8
 SOON_S = 1200.0
 """While the last hour's peak stays under this share of the limit, no kill sooner than
@@ -464,7 +468,7 @@ class Forecaster:
             if (
                 best is None
                 or scale.slope > ACCELERATION * best.slope
-                or best.slope < best.slope_last <= scale.slope
+                or best.slope < best.slope_last <= CONFIRMS * scale.slope
             ):
                 # clearly faster; or the longer window saw its own growth speed up and
                 # this shorter one confirms the later speed: an accelerating leak
