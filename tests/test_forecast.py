@@ -418,3 +418,17 @@ def test_a_staircase_that_began_after_hours_flat_is_projected_at_its_own_speed()
     assert kill - fired >= 60
     # and the flat hours before it alone project nothing
     assert all(eta is None for t, eta in etas if t < start)
+
+
+def test_a_first_climb_after_calm_that_stops_is_quiet_through_noise() -> None:
+    # Hours at 15%, a batch job loading to 78% in 25 minutes, then holding there, with
+    # noise of +-2% a sample: the climb stopped, though the last minutes' highs still
+    # scatter within a few percent of the carried-forward high.
+    calm = 5.5 * 3600.0
+
+    def shape(t: float) -> float:
+        return 0.15 + 0.63 * min(1.0, max(0.0, t - calm) / 1500.0)
+
+    for seed in range(1, 6):
+        _, etas = replay(shape, calm + 5 * 3600.0, dt=20.0, noise=0.02, seed=seed)
+        assert first_fire(etas) is None, seed
