@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sentinel.kernel.lines import LineDecoder
+from sentinel.kernel.lines import PREFIXED_ASCII, LineDecoder
 from sentinel.kernel.oom import OomParser
-from sentinel.kernel.scan import _PREFIXED, BUSY, ENGINE, IDLE, STALE_BYTES, scan_chunks
+from sentinel.kernel.scan import BUSY, ENGINE, IDLE, STALE_BYTES, scan_chunks
 from sentinel.model import KillRecord
 
 SAMPLES = sorted((Path(__file__).parent / "data" / "oom-logs").glob("*.log"))
@@ -227,10 +227,10 @@ def _decoder_says_prefixed(raw: bytes) -> bool:
 
 
 def test_the_fast_prefix_check_never_says_prefixed_where_the_decoder_does_not() -> None:
-    """``_PREFIXED`` spares the scanner a decode; it must be a subset of the decoder."""
+    """``PREFIXED_ASCII`` spares the scanner a decode; it must be a subset of the decoder."""
     seen = 0
     for raw in itertools.chain(NOISE, *(c.split(b"\n") for c in CORPUS.values())):
-        if _PREFIXED.match(raw):
+        if PREFIXED_ASCII.match(raw):
             assert _decoder_says_prefixed(raw), raw
             seen += 1
     assert seen > 500
@@ -276,5 +276,5 @@ def test_the_fast_prefix_check_is_a_subset_of_the_decoder_on_made_up_prefixes(
     parts: list[bytes],
 ) -> None:
     raw = b"".join(parts) + b" x"
-    if _PREFIXED.match(raw):
+    if PREFIXED_ASCII.match(raw):
         assert _decoder_says_prefixed(raw), raw

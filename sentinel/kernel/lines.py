@@ -188,6 +188,20 @@ _RFC5424 = re.compile(
 )
 
 
+PREFIXED_ASCII = re.compile(
+    rb"[A-Za-z]{3} [ 0-9]?[0-9] [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)? (?:[!-9;-~]+ )?"
+    rb"[!-9;-Z\\-~]+(?:\[[0-9]+\])?:"  # BSD syslog, journalctl short: "Mar  1 10:00:00 h kernel:"
+    rb"|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]+)?"
+    rb"(?:Z|[+-][0-9]{2}:?[0-9]{2})? [!-~]+ [!-9;-Z\\-~]+(?:\[[0-9]+\])?:"  # RFC 3339 syslog
+    rb"|\[ *[0-9]+\.[0-9]+\]"  # dmesg
+    rb"|[0-9]+,[0-9]+,[0-9]+,[^;\n]*;"  # /dev/kmsg
+)
+"""The commonest prefixes above, in ASCII bytes: a raw line that starts with one of these is
+one that :class:`LineDecoder` reads as prefixed (each alternative a subset of ``_BSD``,
+``_ISO``, ``_DMESG_TS`` or ``_KMSG``), so the byte scanner tells it without decoding it.
+Change it with those patterns: ``tests/test_scan.py`` holds it to the decoder."""
+
+
 def _month(name: str) -> int | None:
     """The month a name means in any locale of :data:`MONTH_NAMES`, or None."""
     name = unicodedata.normalize("NFC", name).strip().lower().rstrip(".")

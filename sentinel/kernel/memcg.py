@@ -52,7 +52,7 @@ def identify(path: str | None) -> MemcgIdentity:
 
     Components are read outside in; an inner container overrides an outer one, so a
     nested hierarchy names its innermost workload. A systemd unit names the runtime only
-    where no container encloses it. Pods are read by :func:`sentinel.kube.parse_cgroup`,
+    where no container encloses it. Pods are read by :func:`sentinel.kube.paths.parse_cgroup`,
     which knows every form kubelet makes (a ``cgroupRoot`` such as kind's
     ``kubelet-kubepods-burstable-pod<uid>.slice``, static pods' 32-hex uids).
     """

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sentinel.kernel.lines import LineDecoder
+from sentinel.kernel.lines import PREFIXED_ASCII, LineDecoder
 from sentinel.kernel.oom import OomParser
 from sentinel.model import KillRecord
 
@@ -265,11 +265,7 @@ def core_hits(engine: str = ENGINE) -> Callable[[bytes], list[int] | None]:
 
     def search(data: bytes) -> list[int]:
         hits: list[int] = []
-
-        def on_match(_id: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
-            hits.append(to - 1)
-
-        db.scan(data, on_match, scratch=scratch)
+        db.scan(data, _collector(hits, 0, -1), scratch=scratch)
         hits.sort()  # several needles: a later one may report an earlier end
         return hits
 
@@ -298,26 +294,13 @@ def _decode(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
 
-_PREFIXED = re.compile(
-    rb"[A-Za-z]{3} [ 0-9]?[0-9] [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)? (?:[!-9;-~]+ )?"
-    rb"[!-9;-Z\\-~]+(?:\[[0-9]+\])?:"  # BSD syslog, journalctl short: "Mar  1 10:00:00 h kernel:"
-    rb"|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]+)?"
-    rb"(?:Z|[+-][0-9]{2}:?[0-9]{2})? [!-~]+ [!-9;-Z\\-~]+(?:\[[0-9]+\])?:"  # RFC 3339 syslog
-    rb"|\[ *[0-9]+\.[0-9]+\]"  # dmesg
-    rb"|[0-9]+,[0-9]+,[0-9]+,[^;\n]*;"  # /dev/kmsg
-)
-"""The commonest prefixes, in ASCII: a line that starts with one of these is one that
-:class:`LineDecoder` reads as prefixed (a subset of its own patterns), so
-:func:`_self_contained` answers without decoding it."""
-
-
 def _self_contained(raw: bytes) -> bool:
     """Whether the line carries its own prefix, so the decoder needs no earlier line.
 
     A fresh decoder knows no host; a line that it still dates, places or numbers has a
     prefix (syslog, journal, dmesg, /dev/kmsg) and sets the decoder's memory itself.
     """
-    if _PREFIXED.match(raw):
+    if PREFIXED_ASCII.match(raw):
         return True
     lines = LineDecoder().decode(_decode(raw))
     if not lines:
@@ -576,8 +559,9 @@ def scan_chunks(
     The records are those of feeding every line to ``parser`` (see the module docstring
     for the one deliberate approximation), after :func:`bounded_lines`; what it cut is
     counted in ``trimmed``. ``ahead`` runs the first stage (reading, :func:`blocks`) ahead
-    of the parsing, in a thread (``sentinel.sources.logfile.read_ahead``): on two cores
-    the search and the reads then cost no time of the parser's.
+    of the parsing, in a thread (``sentinel.sources.logfile.read_ahead``): the reads and
+    the search release the GIL, so they may overlap the parsing (on two cores, measured
+    by ``bench/parse``, they overlap little: each hand-over of the GIL costs time too).
     """
     parser = parser if parser is not None else OomParser()
     scanner = _Scanner(parser, engine)
