@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sentinel.kernel import OomParser, parse_lines
+from sentinel.kernel.oom import OomParser, parse_lines
 from sentinel.kernel.scan import scan_chunks
 
 CID = "6141f63fdc9f5bca4ad9c5a98e50a8ad7588948f281668a09bb4f1309af7b059"

@@ -7,7 +7,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sentinel.kernel import parse_lines
+from sentinel.kernel.oom import parse_lines
 from sentinel.kernel.scan import scan_chunks
 from sentinel.model import KillRecord
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from sentinel.kernel import parse_lines
-from sentinel.kernel.scan import ENGINE, scan_chunks
+from sentinel.kernel.oom import parse_lines
+from sentinel.kernel.scan import scan_chunks
+from sentinel.kernel.search import ENGINE
 
 DATA = Path(__file__).parent / "data" / "oom-logs"
 SAMPLES = sorted(DATA.glob("*.log"))

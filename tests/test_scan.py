@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from sentinel.kernel.lines import PREFIXED_ASCII, LineDecoder
 from sentinel.kernel.oom import OomParser
-from sentinel.kernel.scan import BUSY, ENGINE, IDLE, STALE_BYTES, scan_chunks
+from sentinel.kernel.scan import STALE_BYTES, scan_chunks
+from sentinel.kernel.search import BUSY, ENGINE, IDLE
 from sentinel.model import KillRecord
 
 SAMPLES = sorted((Path(__file__).parent / "data" / "oom-logs").glob("*.log"))

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 
 from sentinel import __version__
@@ -21,6 +19,8 @@ from sentinel.cli.common import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    Formatter,
+    configure_logging,
     one_line,
 )
 from sentinel.errors import SentinelError
@@ -34,6 +34,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parse`` then imports nothing else (it reads logs at grep's pace; startup counts)."""
     parser = argparse.ArgumentParser(
         prog="sentinel",
+        formatter_class=Formatter,
         description="Keeps memory-leaking containers from dying silently.",
     )
     parser.add_argument("--version", action="version", version=f"sentinel {__version__}")
@@ -55,15 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(only="parse" if _command(words) == "parse" else None)
     args = parser.parse_args(words)
-    logging.basicConfig(
-        level=logging.DEBUG
-        if args.verbose > 1
-        else logging.INFO
-        if args.verbose
-        else logging.WARNING,
-        format="sentinel: %(levelname)s: %(message)s",
-        stream=sys.stderr,
-    )
+    if not getattr(args, "lazy_logging", False):  # parse sets it up if it will log
+        configure_logging(args.verbose)
     try:
         code: int = args.run(args)
     except SentinelError as e:
@@ -96,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _internal_error(e: Exception, *, verbose: bool) -> int:
     """A bug: one short line naming the exception and where it rose (not its message,
     which may hold anything, a token included); the traceback only with ``-v``."""
+    import traceback  # only here: 5 ms of every start-up otherwise
+
     if verbose:
         traceback.print_exception(e, file=sys.stderr)
     frames = traceback.extract_tb(e.__traceback__)

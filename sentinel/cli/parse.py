@@ -3,29 +3,42 @@
 from __future__ import annotations
 
 import argparse
-import json
-import queue
+import os
 import sys
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TextIO
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
-from sentinel.cli.common import EXIT_ERROR, EXIT_NOTHING, EXIT_OK, ProgressBar, default_format
+from sentinel.cli.common import (
+    EXIT_ERROR,
+    EXIT_NOTHING,
+    EXIT_OK,
+    Formatter,
+    ProgressBar,
+    configure_logging,
+    default_format,
+)
 from sentinel.errors import SentinelError, SourceError
-from sentinel.kernel.oom import OomParser
-from sentinel.kernel.scan import MAX_LINE_BYTES, Trimmed, scan_chunks
-from sentinel.model import KillRecord
-from sentinel.sources.kmsg import KmsgReader
-from sentinel.sources.logfile import STDIN, read_ahead, read_chunks, read_stdin_chunks
+from sentinel.kernel.search import Trimmed
+from sentinel.sources import forked
+
+if TYPE_CHECKING:
+    from sentinel.record import KillRecord
+
+# The parser's modules are imported where they are used, after a file's reader process
+# has started (sentinel.sources.forked): their tenth of a second of imports then runs
+# beside the child's reading instead of before it. Nothing here needs pathlib or
+# logging before that (10 ms each); kmsg, which logs, sets logging up when it is read.
 
 PROGRESS_MIN_BYTES = 16 << 20
+STDIN = "standard input"
+"""How standard input is named in messages (``sentinel.sources.logfile.STDIN``)."""
+T = TypeVar("T")
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "parse",
+        formatter_class=Formatter,
         help="print the kernel OOM kill records found in kernel logs",
         description=(
             "Find kernel OOM kill records in /dev/kmsg, log files (syslog, kern.log, "
@@ -60,8 +73,8 @@ def register(sub: Any) -> None:
             "that year has not (Feb 29 in 2021) keeps an empty 'time' and its 'log_time'"
         ),
     )
-    p.add_argument("--kmsg-path", type=Path, default=Path("/dev/kmsg"), help=argparse.SUPPRESS)
-    p.set_defaults(run=run)
+    p.add_argument("--kmsg-path", default="/dev/kmsg", help=argparse.SUPPRESS)
+    p.set_defaults(run=run, lazy_logging=True)
 
 
 def records_from(
@@ -73,51 +86,99 @@ def records_from(
     came before it are yielded, then its :class:`SourceError` is raised. Lines cut to
     their head (see :func:`~sentinel.kernel.scan.bounded_lines`) are counted in ``trimmed``.
     """
-    parser = OomParser(year=args.year)
     if source == "kmsg":
-        for line in KmsgReader(args.kmsg_path, follow=args.follow):
+        from pathlib import Path
+
+        from sentinel.kernel.oom import OomParser
+        from sentinel.sources.kmsg import KmsgReader
+
+        configure_logging(args.verbose)
+        parser = OomParser(year=args.year)
+        for line in KmsgReader(Path(args.kmsg_path), follow=args.follow):
             if line is None:
                 yield from parser.flush()
             else:
                 yield from parser.feed(line)
         yield from parser.flush()
         return
+    bar: ProgressBar | None = None
+    path: str | None = None
     if source == "-":
-        yield from _scan(read_stdin_chunks(follow=args.follow), parser, trimmed)
-        return
-    path = Path(source)
-    if path.is_dir():
-        raise SourceError(f"{path} is a directory, not a log file")
+        open_chunks = _stdin_chunks(args.follow)
+    else:
+        if not source:
+            raise SourceError("an empty argument names no file")
+        path = source
+        if os.path.isdir(path):
+            raise SourceError(f"{path} is a directory, not a log file")
+        try:
+            size = os.stat(path).st_size
+        except OSError as e:
+            raise SourceError(f"cannot open {path}: {e.strerror}") from e
+        bar = ProgressBar(path, size) if size >= PROGRESS_MIN_BYTES else None
+        open_chunks = _file_chunks(path, args.follow)
+    progress = bar.update if bar else None
     try:
-        size = path.stat().st_size
-    except OSError as e:
-        raise SourceError(f"cannot open {path}: {e.strerror}") from e
-    bar = ProgressBar(str(path), size) if size >= PROGRESS_MIN_BYTES else None
-    try:
-        yield from _scan(
-            read_chunks(path, follow=args.follow, progress=bar.update if bar else None),
-            parser,
-            trimmed,
-        )
+        if not args.follow and forked.available():
+            # reads and searches in a process of its own, started before the imports
+            reader = forked.ForkedBlocks(open_chunks, path=path, trimmed=trimmed, progress=progress)
+            try:
+                from sentinel.kernel.oom import OomParser
+                from sentinel.kernel.scan import scan_blocks
+
+                parser = OomParser(year=args.year)
+                yield from _until_failure(reader, lambda blocks: scan_blocks(blocks, parser))
+            finally:
+                reader.close()
+        else:
+            from sentinel.kernel.oom import OomParser
+            from sentinel.kernel.scan import scan_chunks
+            from sentinel.sources.logfile import read_ahead
+
+            parser = OomParser(year=args.year)
+            yield from _until_failure(
+                open_chunks(progress),
+                lambda chunks: scan_chunks(chunks, parser, trimmed, ahead=read_ahead),
+            )
     finally:
         if bar:
             bar.close()
 
 
-def _scan(
-    chunks: Iterator[bytes], parser: OomParser, trimmed: Trimmed | None
+def _file_chunks(path: str, follow: bool) -> forked.OpenChunks:
+    def open_chunks(progress: Callable[[int], None] | None) -> Iterator[bytes]:
+        from pathlib import Path
+
+        from sentinel.sources.logfile import read_chunks
+
+        return read_chunks(Path(path), follow=follow, progress=progress)
+
+    return open_chunks
+
+
+def _stdin_chunks(follow: bool) -> forked.OpenChunks:
+    def open_chunks(_progress: Callable[[int], None] | None) -> Iterator[bytes]:
+        from sentinel.sources.logfile import read_stdin_chunks
+
+        return read_stdin_chunks(follow=follow)
+
+    return open_chunks
+
+
+def _until_failure(
+    items: Iterator[T], scan: Callable[[Iterator[T]], Iterator[KillRecord]]
 ) -> Iterator[KillRecord]:
-    """:func:`scan_chunks`, with a failed read taken as the end of the stream: the
+    """``scan`` of ``items``, with a failed read taken as the end of the stream: the
     records before it (a report cut there included) come first, then the failure."""
     failures: list[SourceError] = []
 
-    def until_failure() -> Iterator[bytes]:
+    def until_failure() -> Iterator[T]:
         try:
-            yield from chunks
+            yield from items
         except SourceError as e:
             failures.append(e)
 
-    yield from scan_chunks(until_failure(), parser, trimmed, ahead=read_ahead)
+    yield from scan(until_failure())
     if failures:
         raise failures[0]
 
@@ -133,6 +194,8 @@ def report_failure(error: SourceError) -> None:
 
 def report_trimmed(source: str, trimmed: Trimmed) -> None:
     if trimmed.lines:
+        from sentinel.kernel.search import MAX_LINE_BYTES
+
         kib = MAX_LINE_BYTES >> 10
         print(
             f"sentinel: warning: {source_name(source)}: {trimmed.lines} line"
@@ -197,6 +260,8 @@ def run(args: argparse.Namespace) -> int:
     found = 0
 
     def emit(record: KillRecord) -> None:
+        import json  # here: after the first source's reader process has started
+
         nonlocal found
         found += 1
         if table is not None:
@@ -232,6 +297,9 @@ def _follow_many(sources: list[str], args: argparse.Namespace, emit: Any) -> int
     A source that fails is reported and the others go on; returns how many failed, once
     every source has ended.
     """
+    import queue
+    import threading
+
     q: queue.Queue[KillRecord | BaseException | _Done] = queue.Queue()
 
     def pump(source: str) -> None:
@@ -265,9 +333,11 @@ def _follow_many(sources: list[str], args: argparse.Namespace, emit: Any) -> int
     return failed
 
 
-@dataclass(frozen=True)
 class _Done:
     """A source's reader thread has ended."""
 
-    source: str
-    trimmed: Trimmed
+    __slots__ = ("source", "trimmed")
+
+    def __init__(self, source: str, trimmed: Trimmed) -> None:
+        self.source = source
+        self.trimmed = trimmed

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 from sentinel.kernel.lines import LineDecoder, LogLine
 from sentinel.kernel.memcg import identify
-from sentinel.model import KillRecord
+from sentinel.record import KillRecord
 
 _INVOKED = re.compile(r"(?P<comm>.*?) invoked oom-killer: (?P<args>.*)")
 _INVOKED_BARE = re.compile(r"oom-killer: (?P<args>gfp_mask=.*)")
