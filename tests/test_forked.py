@@ -12,14 +12,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
 
 from sentinel.errors import SourceError
 from sentinel.kernel.scan import scan_blocks, scan_chunks
-from sentinel.kernel.search import MAX_LINE_BYTES, Trimmed, blocks
+from sentinel.kernel.search import MAX_LINE_BYTES, Block, Sparse, Trimmed, blocks
 from sentinel.sources import forked
 from sentinel.sources.forked import ForkedBlocks
 from sentinel.sources.logfile import read_chunks
@@ -30,6 +30,15 @@ pytestmark = pytest.mark.skipif(not forked.available(), reason="needs os.fork")
 
 def _opener(path: Path) -> forked.OpenChunks:
     return lambda progress: read_chunks(path, progress=progress)
+
+
+def _whole(items: Iterable[Block]) -> Iterator[tuple[bytes, list[int] | None]]:
+    """The blocks with each sparse one read whole: what an in-process scan reads."""
+    for item, hits in items:
+        if isinstance(item, Sparse):
+            yield item.fetch(), []
+        else:
+            yield item, hits
 
 
 def _alive(pid: int) -> bool:
@@ -60,7 +69,7 @@ def test_the_same_blocks_and_records_as_in_this_process(tmp_path: Path, fast: bo
     path = _log(tmp_path, _corpus_log())
     assert path.stat().st_size > 3 << 20  # several blocks, a ring's worth of them
     want_blocks = list(blocks(read_chunks(path)))
-    got_blocks = list(ForkedBlocks(_opener(path), path=path if fast else None))
+    got_blocks = list(_whole(ForkedBlocks(_opener(path), path=path if fast else None)))
     assert got_blocks == want_blocks
     want = list(scan_chunks(read_chunks(path)))
     assert len(want) >= 60
@@ -104,7 +113,7 @@ def test_a_failed_read_comes_after_every_record_before_it(tmp_path: Path) -> Non
     got: list[tuple[bytes, list[int] | None]] = []
     reader = ForkedBlocks(_opener(path), path=path)
     with pytest.raises(SourceError) as forked_error:
-        got.extend(reader)
+        got.extend(_whole(reader))
     assert str(forked_error.value) == str(in_process.value)
     assert "gzip data cut short" in str(forked_error.value)
     assert got == list(_blocks_until_failure(path))
@@ -221,6 +230,52 @@ def test_a_fifo_is_read_whole_not_probed(tmp_path: Path) -> None:
 
     writer = threading.Thread(target=write, daemon=True)
     writer.start()
-    got = b"".join(block for block, _ in ForkedBlocks(_opener(fifo), path=fifo))
+    got = b"".join(block for block, _ in _whole(ForkedBlocks(_opener(fifo), path=fifo)))
     writer.join(10)
     assert got == data
+
+
+def _counting(items: Iterable[Block], fetched: list[int]) -> Iterator[Block]:
+    """The same blocks; each sparse one counts in ``fetched`` when it is read whole."""
+    for item, hits in items:
+        if isinstance(item, Sparse):
+            fetch = item.fetch
+
+            def counted(fetch: Callable[[], bytes] = fetch) -> bytes:
+                fetched.append(1)
+                return fetch()
+
+            item.fetch = counted
+        yield item, hits
+
+
+@pytest.mark.parametrize("prefixed", [True, False], ids=["syslog", "unprefixed-noise"])
+def test_sparse_blocks_are_skipped_or_read_whole_to_the_same_records(
+    tmp_path: Path, prefixed: bool
+) -> None:
+    """Past the opener window, a block with no core hit comes as its first line, last
+    line and tail; the parser reads it whole only when a report is still open, a line is
+    held, or the last line has no prefix (a walk back could go past it)."""
+    rng = random.Random(13)
+    filler = (
+        b"Mar  1 10:00:00 web-01 sshd[4242]: Accepted publickey for deploy from 10.0.0.7\n"
+        if prefixed
+        else b"plain text with no prefix at all, as a pasted excerpt has\n"
+    )
+    parts = [filler * 60_000]  # past the opener window (4 MiB)
+    names = sorted(CORPUS)
+    for name in rng.sample(names, 12):
+        parts.append(filler * rng.randrange(10_000, 30_000))
+        parts.append(CORPUS[name] + b"\n")
+    path = _log(tmp_path, b"".join(parts))
+    items = list(ForkedBlocks(_opener(path), path=path))
+    sparse = sum(isinstance(item, Sparse) for item, _ in items)
+    assert sparse >= 4
+    fetched: list[int] = []
+    got = list(scan_blocks(_counting(items, fetched)))
+    assert got == list(scan_chunks(read_chunks(path)))
+    assert len(got) >= 12
+    if prefixed:
+        assert 0 < len(fetched) < sparse  # most skipped, those inside a report read whole
+    else:
+        assert len(fetched) == sparse  # no prefixed last line: every one read whole

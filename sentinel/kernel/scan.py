@@ -46,6 +46,7 @@ from sentinel.kernel.search import (
     MAX_LINE_BYTES,
     OPENER_BYTES,
     Block,
+    Sparse,
     Trimmed,
     _Multi,
     _needles,
@@ -106,6 +107,20 @@ class _Scanner:
         """Lengths of the chunks the kept segments refer to (a chunk may count twice)."""
         self.offset = 0
         """Bytes of the stream scanned so far."""
+
+    def skips(self, last: bytes) -> bool:
+        """Whether a block with no core hit whose last line is ``last`` (with its newline)
+        would only be skipped, so that its first line, ``last`` and its tail stand for it
+        (:class:`~sentinel.kernel.search.Sparse`): no wrapped line held, no report taking
+        body lines, past the opener window, and ``last`` is a prefixed line (a walk back
+        to one stops there, so nothing before it would be fed)."""
+        parser = self.parser
+        return (
+            not parser.holding
+            and not (parser.wants_body and self.quiet < STALE_BYTES)
+            and self.offset >= OPENER_BYTES
+            and _self_contained(last[:-1])
+        )
 
     def prime(self, data: bytes, hits: list[int] | None) -> None:
         """Take the :func:`core_hits` of the whole of ``data``, the next block's data."""
@@ -249,7 +264,7 @@ def scan_chunks(
     the search release the GIL, so they may overlap the parsing (on two cores, measured
     by ``bench/parse``, they overlap little: each hand-over of the GIL costs time too).
     """
-    stage = blocks(chunks, trimmed, engine=engine)
+    stage: Iterator[Block] = blocks(chunks, trimmed, engine=engine)
     if ahead is not None:
         stage = ahead(stage)
     return scan_blocks(stage, parser, engine=engine)
@@ -263,7 +278,11 @@ def scan_blocks(
     parser = parser if parser is not None else OomParser()
     scanner = _Scanner(parser, engine)
     tail: list[bytes] = []  # the unfinished last line: at most MAX_LINE_BYTES in all
-    for chunk, hits in stage:
+    for item, found in stage:
+        sparse = item if isinstance(item, Sparse) else None
+        hits = [] if sparse is not None else found  # a sparse block has no core hit
+        chunk = sparse.stand_in() if sparse is not None else item
+        assert isinstance(chunk, bytes)
         if not chunk:
             yield from parser.flush()
             continue
@@ -279,6 +298,12 @@ def scan_blocks(
         else:
             start = 0
         cut = chunk.rfind(b"\n") + 1
+        if sparse is not None:
+            if scanner.skips(sparse.last):
+                scanner.offset += sparse.left_out  # as if the block had been skipped whole
+            else:
+                chunk = sparse.fetch()  # the same first line and tail, the middle too
+                cut = chunk.rfind(b"\n") + 1
         if cut > start:
             scanner.prime(chunk, hits)
             yield from scanner.block(chunk, start, cut)

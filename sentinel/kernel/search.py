@@ -435,14 +435,43 @@ def bounded_lines(
             yield data
 
 
-Block = tuple[bytes, list[int] | None]
+class Sparse:
+    """A block a reader process did not copy (:mod:`sentinel.sources.forked`): it holds
+    no core hit, and an idle scanner only skips such a block, which takes its first line
+    (the rest of the line before it), its last whole line (a walk back to a prefixed line
+    stops there) and what follows that (the start of the next line). ``fetch`` reads the
+    whole block when the scanner needs it after all (:func:`sentinel.kernel.scan.scan_blocks`
+    says when)."""
+
+    __slots__ = ("fetch", "head", "last", "size", "tail")
+
+    def __init__(
+        self, head: bytes, last: bytes, tail: bytes, size: int, fetch: Callable[[], bytes]
+    ) -> None:
+        self.head = head
+        self.last = last
+        self.tail = tail
+        self.size = size
+        self.fetch = fetch
+
+    def stand_in(self) -> bytes:
+        """The block as a skipping scanner sees it: its first line, its last, its tail."""
+        return self.head + self.last + self.tail
+
+    @property
+    def left_out(self) -> int:
+        """Bytes of the block the stand-in leaves out."""
+        return self.size - len(self.head) - len(self.last) - len(self.tail)
+
+
+Block = tuple[bytes | Sparse, list[int] | None]
 """A block of whole lines (but perhaps the last), after :func:`bounded_lines`, with its
-:func:`core_hits`."""
+:func:`core_hits`; or a :class:`Sparse` block (no hit) and None."""
 
 
 def blocks(
     chunks: Iterable[bytes], trimmed: Trimmed | None = None, *, engine: str = ENGINE
-) -> Iterator[Block]:
+) -> Iterator[tuple[bytes, list[int] | None]]:
     """The first stage of :func:`scan_chunks`, which may run in a thread of its own (its
     ``ahead``): :func:`bounded_lines`, then the core search of each block in one pass."""
     search = core_hits(engine)

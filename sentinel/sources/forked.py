@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from sentinel.errors import SourceError
+from sentinel.kernel.search import Sparse
 
 if TYPE_CHECKING:
     from os import PathLike
@@ -64,12 +65,14 @@ OpenChunks = Callable[[Callable[[int], None] | None], Iterator[bytes]]
 """Opens the source in the child: given a progress callback, its byte chunks."""
 
 _HEADER = struct.Struct("<BB6xQQQ")  # kind, slot, then three numbers the kind gives meaning
-_BLOCK, _INLINE, _END, _FAILED, _BUG = range(5)
+_BLOCK, _INLINE, _END, _FAILED, _BUG, _SPARSE = range(6)
 # _BLOCK / _INLINE: length, hit count (or _NO_HITS), bytes read; then the block (inline
 #   only: a block's bytes are in its slot), then the hits
+# _SPARSE: length, offset in the file, bytes read; then _PARTS, then the three parts
 # _END: trimmed lines, trimmed bytes, bytes read
 # _FAILED / _BUG: trimmed lines, trimmed bytes, message length; then the message (UTF-8)
 _NO_HITS = (1 << 64) - 1
+_PARTS = struct.Struct("<III")  # a sparse block's first line, last line and tail: lengths
 
 
 def available() -> bool:
@@ -121,6 +124,10 @@ class ForkedBlocks:
         self._free = free_w
         self._msgs = os.fdopen(msg_r, "rb", buffering=1 << 16)
         self._done = False
+        self._path = path
+        self._fd: int | None = None
+        """The parent's own descriptor of ``path``, opened at the first sparse block that
+        must be read whole."""
 
     def __iter__(self) -> Iterator[Block]:
         return self
@@ -141,6 +148,11 @@ class ForkedBlocks:
                 if self._progress is not None:
                     self._progress(c)
                 return data, self._hits(b)
+            if kind == _SPARSE:
+                head, last, tail = (self._read(n) for n in _PARTS.unpack(self._read(_PARTS.size)))
+                if self._progress is not None:
+                    self._progress(c)
+                return Sparse(head, last, tail, a, lambda: self._fetch(b, a)), None
             self._count_trimmed(a, b)
             if kind == _END:
                 self.close()
@@ -152,6 +164,26 @@ class ForkedBlocks:
         except BaseException:
             self.close()
             raise
+
+    def _fetch(self, offset: int, size: int) -> bytes:
+        """A sparse block read whole, from the file (the child read the same bytes there)."""
+        assert self._path is not None  # sparse blocks come from the path's fast path only
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+            parts = []
+            while size:
+                part = os.pread(self._fd, size, offset)
+                if not part:
+                    raise SourceError(
+                        f"cannot read {os.fspath(self._path)}: it shrank as it was read"
+                    )
+                parts.append(part)
+                offset += len(part)
+                size -= len(part)
+        except OSError as e:
+            raise SourceError(f"cannot read {os.fspath(self._path)}: {e.strerror or e}") from e
+        return b"".join(parts)
 
     def _read(self, size: int) -> bytes:
         data = self._msgs.read(size)
@@ -192,6 +224,8 @@ class ForkedBlocks:
             self._wait()
         self._msgs.close()
         os.close(self._free)
+        if self._fd is not None:
+            os.close(self._fd)
         self._shm.close()
 
     def __del__(self) -> None:
@@ -353,4 +387,27 @@ def _read_plain(
             shm[start : start + len(data)] = data
             n = len(data)
             hits = search(data)
+        elif not hits and _sparse(send, start, n):
+            spare.append(slot)  # not copied out: the slot is free again at once
+            continue
         send.send(slot, n, hits, send.done)
+
+
+def _sparse(send: _Sender, start: int, n: int) -> bool:
+    """Announce the block at ``start`` in the ring, read from the file as it is and with
+    no core hit, as sparse: its first line, last line and tail only (see
+    :class:`~sentinel.kernel.search.Sparse`). False when it has no two newlines."""
+    shm = send.shm
+    end = start + n
+    first = shm.find(b"\n", start, end)
+    last = shm.rfind(b"\n", start, end)
+    before = shm.rfind(b"\n", start, last) if last > first else -1
+    if first < 0 or before < first:
+        return False
+    parts = (shm[start : first + 1], shm[before + 1 : last + 1], shm[last + 1 : end])
+    send.write(
+        _HEADER.pack(_SPARSE, 0, n, send.done - n, send.done)
+        + _PARTS.pack(*map(len, parts))
+        + b"".join(parts)
+    )
+    return True
