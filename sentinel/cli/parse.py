@@ -133,12 +133,11 @@ def records_from(
         else:
             from sentinel.kernel.oom import OomParser
             from sentinel.kernel.scan import scan_chunks
-            from sentinel.sources.logfile import read_ahead
 
             parser = OomParser(year=args.year)
             yield from _until_failure(
                 open_chunks(progress),
-                lambda chunks: scan_chunks(chunks, parser, trimmed, ahead=read_ahead),
+                lambda chunks: scan_chunks(chunks, parser, trimmed),
             )
     finally:
         if bar:

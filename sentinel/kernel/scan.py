@@ -37,7 +37,7 @@ near that length, so every real log is scanned as it was written.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from sentinel.kernel.lines import PREFIXED_ASCII, LineDecoder
 from sentinel.kernel.oom import OomParser
@@ -253,21 +253,16 @@ def scan_chunks(
     trimmed: Trimmed | None = None,
     *,
     engine: str = ENGINE,
-    ahead: Callable[[Iterator[Block]], Iterator[Block]] | None = None,
 ) -> Iterator[KillRecord]:
     """All kill records in a byte stream cut at arbitrary places, in log order.
 
     The records are those of feeding every line to ``parser`` (see the module docstring
     for the one deliberate approximation), after :func:`bounded_lines`; what it cut is
-    counted in ``trimmed``. ``ahead`` runs the first stage (reading, :func:`blocks`) ahead
-    of the parsing, in a thread (``sentinel.sources.logfile.read_ahead``): the reads and
-    the search release the GIL, so they may overlap the parsing (on two cores, measured
-    by ``bench/parse``, they overlap little: each hand-over of the GIL costs time too).
+    counted in ``trimmed``. Both stages run in turn in this thread; ``sentinel parse``
+    runs the first in a reader process instead (:mod:`sentinel.sources.forked`; a reader
+    thread gained nothing: each hand-over of the GIL costs about the work it hands over).
     """
-    stage: Iterator[Block] = blocks(chunks, trimmed, engine=engine)
-    if ahead is not None:
-        stage = ahead(stage)
-    return scan_blocks(stage, parser, engine=engine)
+    return scan_blocks(blocks(chunks, trimmed, engine=engine), parser, engine=engine)
 
 
 def scan_blocks(

@@ -17,15 +17,13 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import queue
 import select
 import stat
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO
 
 from sentinel.errors import SourceError
 
@@ -36,63 +34,6 @@ STDIN = "standard input"
 Progress = Callable[[int], None]
 """Told the number of bytes read so far."""
 Read = Callable[[int], bytes]
-T = TypeVar("T")
-
-READ_AHEAD = 4
-"""Items :func:`read_ahead` holds ready: 4 chunks (4 MiB) at most."""
-
-
-class _Failed:
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-_DONE = object()
-
-
-def read_ahead(items: Iterator[T], depth: int = READ_AHEAD) -> Iterator[T]:
-    """The same items, taken from ``items`` by a thread of their own up to ``depth`` ahead
-    of the consumer: reads (and the work in ``items``) overlap the consumer's.
-
-    An exception from ``items`` is raised to the consumer after every item before it.
-    A consumer that stops early (or is closed) stops the thread at its next item; the
-    thread is a daemon, so one blocked in a read never holds up the exit.
-    """
-    ready: queue.Queue[object] = queue.Queue(depth)
-    stop = threading.Event()
-
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.2)
-            except queue.Full:
-                continue
-            return True
-        return False
-
-    def run() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-        except BaseException as e:  # handed to the consumer, raised there
-            put(_Failed(e))
-            return
-        put(_DONE)
-
-    threading.Thread(target=run, name="sentinel-read-ahead", daemon=True).start()
-    try:
-        while True:
-            item = ready.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Failed):
-                raise item.error
-            yield item  # type: ignore[misc]
-    finally:
-        stop.set()
 
 
 def read_chunks(
