@@ -16,6 +16,7 @@ from sentinel.cli.common import (
     ProgressBar,
     configure_logging,
     default_format,
+    imports_done,
 )
 from sentinel.errors import SentinelError, SourceError
 from sentinel.kernel.search import Trimmed
@@ -93,6 +94,7 @@ def records_from(
         from sentinel.sources.kmsg import KmsgReader
 
         configure_logging(args.verbose)
+        imports_done()
         parser = OomParser(year=args.year)
         for line in KmsgReader(Path(args.kmsg_path), follow=args.follow):
             if line is None:
@@ -127,6 +129,7 @@ def records_from(
                 from sentinel.kernel.scan import scan_blocks
 
                 parser = OomParser(year=args.year)
+                imports_done()
                 yield from _until_failure(reader, lambda blocks: scan_blocks(blocks, parser))
             finally:
                 reader.close()
@@ -135,6 +138,7 @@ def records_from(
             from sentinel.kernel.scan import scan_chunks
 
             parser = OomParser(year=args.year)
+            imports_done()
             yield from _until_failure(
                 open_chunks(progress),
                 lambda chunks: scan_chunks(chunks, parser, trimmed),
