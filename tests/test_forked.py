@@ -4,7 +4,9 @@ never outlives its reader."""
 
 from __future__ import annotations
 
+import errno
 import gzip
+import json
 import os
 import random
 import signal
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from sentinel.cli import main
 from sentinel.errors import SourceError
 from sentinel.kernel.scan import scan_blocks, scan_chunks
 from sentinel.kernel.search import MAX_LINE_BYTES, Block, Sparse, Trimmed, blocks
@@ -279,3 +282,24 @@ def test_sparse_blocks_are_skipped_or_read_whole_to_the_same_records(
         assert 0 < len(fetched) < sparse  # most skipped, those inside a report read whole
     else:
         assert len(fetched) == sparse  # no prefixed last line: every one read whole
+
+
+def test_without_a_process_to_spare_the_parse_reads_in_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """fork fails (EAGAIN: a process limit): the same records, read in this process, and
+    the descriptors the reader had made are closed again."""
+    path = _log(tmp_path, _corpus_log(seed=4, filler=100))
+    want = [json.dumps(r.to_dict(), ensure_ascii=False) for r in scan_chunks(read_chunks(path))]
+
+    def no_fork() -> int:
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    fds = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(BlockingIOError):
+        ForkedBlocks(_opener(path), path=path)
+    assert len(os.listdir("/proc/self/fd")) == fds
+    assert main(["parse", str(path), "--format", "json"]) == 0
+    assert capsys.readouterr().out.splitlines() == want
+    assert len(want) >= 60

@@ -121,9 +121,15 @@ def records_from(
         open_chunks = _file_chunks(path, args.follow)
     progress = bar.update if bar else None
     try:
+        reader = None
         if not args.follow and forked.available():
-            # reads and searches in a process of its own, started before the imports
-            reader = forked.ForkedBlocks(open_chunks, path=path, trimmed=trimmed, progress=progress)
+            try:  # reads and searches in a process of its own, started before the imports
+                reader = forked.ForkedBlocks(
+                    open_chunks, path=path, trimmed=trimmed, progress=progress
+                )
+            except OSError:  # no process or memory to spare (EAGAIN, ENOMEM): read here
+                reader = None
+        if reader is not None:
             try:
                 from sentinel.kernel.oom import OomParser
                 from sentinel.kernel.scan import scan_blocks

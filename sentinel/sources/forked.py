@@ -103,11 +103,21 @@ class ForkedBlocks:
     ) -> None:
         self._trimmed = trimmed
         self._progress = progress
+        self._done = True  # until the child runs: nothing for close() to undo
         self._shm = mmap.mmap(-1, SLOTS * SLOT_BYTES)  # MAP_SHARED | MAP_ANONYMOUS
-        msg_r, msg_w = os.pipe()
-        free_r, free_w = os.pipe()
-        os.write(free_w, bytes(range(SLOTS)))
-        pid = os.fork()
+        fds: list[int] = []
+        try:
+            msg_r, msg_w = os.pipe()
+            fds += (msg_r, msg_w)
+            free_r, free_w = os.pipe()
+            fds += (free_r, free_w)
+            os.write(free_w, bytes(range(SLOTS)))
+            pid = os.fork()
+        except OSError:  # no descriptors, memory or process to spare: the caller reads
+            for fd in fds:
+                os.close(fd)
+            self._shm.close()
+            raise
         if pid == 0:  # the child: never returns
             code = 70
             try:
