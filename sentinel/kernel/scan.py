@@ -1,37 +1,40 @@
 """Kill records from a stream of bytes: the fast path for large log files.
 
-Pure: byte chunks in, records out. An empty chunk means "the source is idle": the parser
-is flushed so that a report whose only kill evidence is the ``oom-kill:`` summary line is
+Pure: byte chunks in, records out. An empty chunk means "the source is idle": the parser is
+flushed so that a report whose only kill evidence is the ``oom-kill:`` summary line is
 emitted without waiting for more input.
 
-Feeding every line of a multi-gigabyte log to :class:`~sentinel.kernel.oom.OomParser`
-costs microseconds a line, and almost none of those lines can matter. A line that does not
-belong to a report leaves the parser as it was, and only a few kinds of line can belong to
-one: while no report is open, those the parser's ``_marker_line`` handles and those that
-open a report without a header (:data:`IDLE`); while one is open, also the CPU line, task
-table rows, ``Mem-Info`` counters and the memcg usage lines (:data:`BUSY`). So each block is
-searched for those needles and only the lines that hold one are decoded and fed. With
-hyperscan installed (a dependency; :data:`ENGINE`), each mode's needles are compiled into
-one database and a block is searched for all of them in one pass, at about 2 GB/s; without
-it, each needle is a pass of ``bytes.find`` or ``re``, in C too but 3-4 times slower in
-all (``bench/parse`` prints the designs side by side).
+Feeding every line of a multi-gigabyte log to :class:`~sentinel.kernel.oom.OomParser` costs
+microseconds a line, and almost none of those lines can matter. A line that does not belong
+to a report leaves the parser as it was, and only a few kinds of line can belong to one:
+while no report is open, those the parser's ``_marker_line`` handles and those that open a
+report without a header (:data:`~sentinel.kernel.search.IDLE`); while one is open, also the
+CPU line, task table rows, ``Mem-Info`` counters and the memcg usage lines
+(:data:`~sentinel.kernel.search.BUSY`). So each block is searched for those needles
+(:mod:`sentinel.kernel.search`) and only the lines that hold one are decoded and fed. With
+hyperscan installed (a dependency; :data:`~sentinel.kernel.search.ENGINE`), each mode's
+needles are compiled into one database and a block is searched for all of them in one pass,
+at about 2 GB/s; without it, each needle is a pass of ``bytes.find`` or ``re``, in C too
+but 3-4 times slower in all (``bench/parse`` prints the designs side by side).
 
 Skipped lines could still change the line decoder's memory of the last host, which an
-unprefixed continuation line takes: before a hit line with no prefix of its
-own, the skipped lines back to the last line with one are fed too.
+unprefixed continuation line takes: before a hit line with no prefix of its own, the
+skipped lines back to the last line with one are fed too.
 
-One approximation, on purpose: a report with no line of its own for :data:`STALE_BYTES`
-of log (a ``Mem-Info`` dump of a page allocation failure, a report whose kill line was
-cut) is taken to be abandoned. It stays open in the parser, but the scanner goes back to
-the :data:`IDLE` needles, so its table rows or counters arriving later than that are not
-fed. Kernels print a report in one burst; without this, one unfinished report would make
-the rest of a file several times slower to scan.
+One approximation, on purpose: a report with no line of its own for :data:`STALE_BYTES` of
+log (a ``Mem-Info`` dump of a page allocation failure, a report whose kill line was cut) is
+taken to be abandoned. It stays open in the parser, but the scanner goes back to the
+:data:`~sentinel.kernel.search.IDLE` needles, so its table rows or counters arriving later
+than that are not fed. Kernels print a report in one burst; without this, one unfinished
+report would make the rest of a file several times slower to scan.
 
-Input that is not a log stays linear in time and bounded in memory (:func:`bounded_lines`):
-a run of NUL bytes (the hole a crash leaves in a syslog file) ends a line like ``\\n``,
-and a line longer than :data:`MAX_LINE_BYTES` keeps its first :data:`MAX_LINE_BYTES`; the
-rest is dropped as it streams by and counted in :class:`Trimmed`. No kernel line comes
-near that length, so every real log is scanned as it was written.
+Input that is not a log stays linear in time and bounded in memory
+(:func:`~sentinel.kernel.search.bounded_lines`): a run of NUL bytes (the hole a crash
+leaves in a syslog file) ends a line like ``\\n``, and a line longer than
+:data:`~sentinel.kernel.search.MAX_LINE_BYTES` keeps its first
+:data:`~sentinel.kernel.search.MAX_LINE_BYTES`; the rest is dropped as it streams by and
+counted in :class:`~sentinel.kernel.search.Trimmed`. No kernel line comes near that length,
+so every real log is scanned as it was written.
 """
 
 from __future__ import annotations
@@ -269,7 +272,10 @@ def scan_blocks(
     stage: Iterable[Block], parser: OomParser | None = None, *, engine: str = ENGINE
 ) -> Iterator[KillRecord]:
     """The second stage of :func:`scan_chunks`: the records of :func:`blocks`' output,
-    made here or by a reader process (:mod:`sentinel.sources.forked`)."""
+    made here or by a reader process (:mod:`sentinel.sources.forked`), whose
+    :class:`~sentinel.kernel.search.Sparse` blocks stand in for blocks with no core hit:
+    the same records, a sparse block read whole only where :meth:`_Scanner.skips` says
+    the scanner would do more than skip it."""
     parser = parser if parser is not None else OomParser()
     scanner = _Scanner(parser, engine)
     tail: list[bytes] = []  # the unfinished last line: at most MAX_LINE_BYTES in all

@@ -8,12 +8,16 @@ each hand-over of the GIL costs about what it hands over. So :class:`ForkedBlock
 child that runs the first stage and passes each block to the parent through shared memory:
 
 - the child reads the source (it opens it: the parent never reads it), bounds its lines,
-  finds the core hits of each block, copies the block into a free slot of a shared ring
-  of :data:`SLOTS` slots and writes a short message (slot, length, hits, bytes read so
-  far) on a pipe; a block too large for a slot goes inline on the pipe;
+  finds the core hits of each block, puts the block in a free slot of a shared ring of
+  :data:`SLOTS` slots and writes a short message (slot, length, hits, bytes read so far)
+  on a pipe; a block too large for a slot goes inline on the pipe. A plain regular file
+  is read straight into the slots and searched there, the NUL check of the line bounding
+  in the same pass; from such a file, a block with no core hit crosses as its first line,
+  last line and tail only (:class:`~sentinel.kernel.search.Sparse`: the parser reads it
+  whole from the file in the rare case it needs to);
 - the parent copies the slot out, hands the slot back on a second pipe, and yields
-  exactly the ``(block, hits)`` pairs :func:`~sentinel.kernel.search.blocks` would have
-  yielded in this process, so the records are the same, byte for byte (tested);
+  the ``(block, hits)`` pairs :func:`~sentinel.kernel.search.blocks` would have yielded
+  in this process (or their sparse stand-ins), so the records are the same (tested);
 - the child's end is a message too: the end of the stream with what
   :func:`~sentinel.kernel.search.bounded_lines` trimmed, or the
   :class:`~sentinel.errors.SourceError` that ended it (raised by the parent after every
@@ -25,9 +29,11 @@ ignores SIGINT (the parent is interrupted and stops it), leaves with ``os._exit`
 runs the parent's cleanup or flushes its buffers), and ends when the parent goes away: its
 next wait for a slot reads end-of-file. :meth:`ForkedBlocks.close` stops and reaps it.
 
-This module imports nothing of the parser and only the standard library, so the CLI can
-start the child before it imports the parser's modules (a tenth of a second of start-up,
-then spent beside the child's reading).
+This module imports nothing of the parser (the standard library, and the light
+:mod:`sentinel.kernel.search`), so the CLI can start the child before it imports the
+parser's modules (0.05 s of start-up, then spent beside the child's reading). Where no
+process or memory is to spare (the fork or the ring fails), the constructor raises the
+OSError and leaves nothing open: the CLI then reads in its own process.
 """
 
 from __future__ import annotations
