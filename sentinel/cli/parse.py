@@ -20,9 +20,10 @@ from sentinel.cli.common import (
 )
 from sentinel.errors import SentinelError, SourceError
 from sentinel.kernel.search import Trimmed
-from sentinel.sources import forked
+from sentinel.sources import STDIN, forked
 
 if TYPE_CHECKING:
+    from sentinel.kernel.oom import OomParser
     from sentinel.record import KillRecord
 
 # The parser's modules are imported where they are used, after a file's reader process
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
 # logging before that (10 ms each); kmsg, which logs, sets logging up when it is read.
 
 PROGRESS_MIN_BYTES = 16 << 20
-STDIN = "standard input"
-"""How standard input is named in messages (``sentinel.sources.logfile.STDIN``)."""
 T = TypeVar("T")
 
 
@@ -90,12 +89,10 @@ def records_from(
     if source == "kmsg":
         from pathlib import Path
 
-        from sentinel.kernel.oom import OomParser
         from sentinel.sources.kmsg import KmsgReader
 
         configure_logging(args.verbose)
-        imports_done()
-        parser = OomParser(year=args.year)
+        parser = _parser(args)
         for line in KmsgReader(Path(args.kmsg_path), follow=args.follow):
             if line is None:
                 yield from parser.flush()
@@ -120,38 +117,51 @@ def records_from(
         bar = ProgressBar(path, size) if size >= PROGRESS_MIN_BYTES else None
         open_chunks = _file_chunks(path, args.follow)
     progress = bar.update if bar else None
+    reader = None
     try:
-        reader = None
-        if not args.follow and forked.available():
-            try:  # reads and searches in a process of its own, started before the imports
-                reader = forked.ForkedBlocks(
-                    open_chunks, path=path, trimmed=trimmed, progress=progress
-                )
-            except OSError:  # no process or memory to spare (EAGAIN, ENOMEM): read here
-                reader = None
+        if not args.follow:
+            reader = _start_reader(open_chunks, path, trimmed, progress)
+        parser = _parser(args)  # after the reader has started: the imports run beside it
         if reader is not None:
-            try:
-                from sentinel.kernel.oom import OomParser
-                from sentinel.kernel.scan import scan_blocks
+            from sentinel.kernel.scan import scan_blocks
 
-                parser = OomParser(year=args.year)
-                imports_done()
-                yield from _until_failure(reader, lambda blocks: scan_blocks(blocks, parser))
-            finally:
-                reader.close()
+            yield from _until_failure(reader, lambda blocks: scan_blocks(blocks, parser))
         else:
-            from sentinel.kernel.oom import OomParser
             from sentinel.kernel.scan import scan_chunks
 
-            parser = OomParser(year=args.year)
-            imports_done()
             yield from _until_failure(
-                open_chunks(progress),
-                lambda chunks: scan_chunks(chunks, parser, trimmed),
+                open_chunks(progress), lambda chunks: scan_chunks(chunks, parser, trimmed)
             )
     finally:
+        if reader is not None:
+            reader.close()
         if bar:
             bar.close()
+
+
+def _start_reader(
+    open_chunks: forked.OpenChunks,
+    path: str | None,
+    trimmed: Trimmed | None,
+    progress: Callable[[int], None] | None,
+) -> forked.ForkedBlocks | None:
+    """The source read and searched by a process of its own; None where this platform
+    cannot fork, or no process or memory is to spare (EAGAIN, ENOMEM): read here then."""
+    if not forked.available():
+        return None
+    try:
+        return forked.ForkedBlocks(open_chunks, path=path, trimmed=trimmed, progress=progress)
+    except OSError:
+        return None
+
+
+def _parser(args: argparse.Namespace) -> OomParser:
+    """A kill-record parser, imported here (0.05 s), then the garbage collector back on."""
+    from sentinel.kernel.oom import OomParser
+
+    parser = OomParser(year=args.year)
+    imports_done()
+    return parser
 
 
 def _file_chunks(path: str, follow: bool) -> forked.OpenChunks:

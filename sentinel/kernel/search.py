@@ -94,7 +94,7 @@ class _Multi:
             on_match = _collector(hits, resume, hits[-1] if hits else -1)
             if self._db is None:
                 self._db = _database(self._group)
-                self._scratch = _hyperscan.Scratch(self._db)
+                self._scratch = _hs().Scratch(self._db)
             self._db.scan(memoryview(data)[resume:end], on_match, scratch=self._scratch)
             self._end = end
             step = min(step * 2, _MULTI_MAX_STEP)
@@ -199,21 +199,17 @@ every line that changed it."""
 ENGINE = "hyperscan" if PathFinder.find_spec("hyperscan") is not None else "re"
 """How blocks are searched: ``hyperscan`` (each mode's needles in one pass) or ``re``
 (``bytes.find`` and ``re`` per needle), the fallback where hyperscan does not install.
-Hyperscan is imported at its first use (10-15 ms: ``sentinel parse`` starts its reader
+Hyperscan is imported at its first use (20-30 ms: ``sentinel parse`` starts its reader
 process before that)."""
 
 
-class _Lazy:
-    """The ``hyperscan`` module, imported at its first attribute read."""
+def _hs() -> Any:
+    """The ``hyperscan`` module, imported at its first use (see :data:`ENGINE`); called
+    only where a database or a scratch space is made, never per search."""
+    import hyperscan  # noqa: PLC0415
 
-    def __getattr__(self, name: str) -> Any:
-        import hyperscan  # noqa: PLC0415  (see ENGINE)
+    return hyperscan
 
-        globals()["_hyperscan"] = hyperscan
-        return getattr(hyperscan, name)
-
-
-_hyperscan: Any = _Lazy()
 
 _GROUPS = (IDLE_CORE, IDLE[len(IDLE_CORE) :], BUSY[len(IDLE_CORE) :])
 """The needles of :data:`IDLE_CORE`, then those :data:`IDLE` adds, then all that
@@ -238,7 +234,7 @@ def _database(group: int) -> Any:
     milliseconds) and shared by every scanner."""
     db = _compiled.get(group)
     if db is None:
-        db = _hyperscan.Database(mode=_hyperscan.HS_MODE_BLOCK)
+        db = _hs().Database(mode=_hs().HS_MODE_BLOCK)
         if group == _RAW:
             expressions = [*(_expression(n) for n in IDLE_CORE), rb"\x00"]
         else:
@@ -256,7 +252,7 @@ def core_hits(engine: str = ENGINE) -> Callable[[bytes], list[int] | None]:
     if engine != "hyperscan":
         return lambda _data: None
     db = _database(0)
-    scratch = _hyperscan.Scratch(db)
+    scratch = _hs().Scratch(db)
 
     def search(data: bytes) -> list[int]:
         hits: list[int] = []
@@ -273,9 +269,9 @@ def raw_core_hits() -> Callable[[Any], list[int] | None]:
     (the block must go through :meth:`LineBounds.bound` first, and be searched after).
     Hyperscan only: each further needle of a database costs little, a pass costs a lot."""
     db = _database(_RAW)
-    scratch = _hyperscan.Scratch(db)
+    scratch = _hs().Scratch(db)
     nul = len(IDLE_CORE)
-    terminated = _hyperscan.ScanTerminated
+    terminated = _hs().ScanTerminated
 
     def search(data: Any) -> list[int] | None:
         hits: list[int] = []

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from sentinel.errors import SourceError
 from sentinel.kernel.search import Sparse
+from sentinel.sources import CHUNK, GZIP_MAGIC
 
 if TYPE_CHECKING:
     from os import PathLike
@@ -60,12 +61,9 @@ if TYPE_CHECKING:
 SLOTS = 16
 """Blocks the child may be ahead of the parser (16 MiB of shared memory): room for it to
 get ahead while the parent imports the parser's modules."""
-CHUNK = 1 << 20
-"""The fast path's read (as ``sentinel.sources.logfile.CHUNK``)."""
 SLOT_BYTES = CHUNK + (4 << 10)
 """A slot holds one read and a little more (the first read of a pipe may be topped up to
 tell gzip); a larger block goes inline."""
-GZIP_MAGIC = b"\x1f\x8b"
 
 OpenChunks = Callable[[Callable[[int], None] | None], Iterator[bytes]]
 """Opens the source in the child: given a progress callback, its byte chunks."""
@@ -264,28 +262,25 @@ def _child(
 
     engine = engine or ENGINE
     trimmed = Trimmed()
-    done = 0
 
     def progress(n: int) -> None:
-        nonlocal done
-        done = n
+        send.done = n
 
     try:
         plain = _plain_file(path) if path is not None and engine == "hyperscan" else None
         if plain is not None:
             with plain:
-                bounds = LineBounds(trimmed=trimmed)
                 _read_plain(
                     plain,
                     str(plain.name),
                     send,
-                    bounds,
+                    LineBounds(trimmed=trimmed),
                     raw_search=raw_core_hits(),
                     search=core_hits(),
                 )
         else:
             for data, hits in blocks(open_chunks(progress), trimmed, engine=engine):
-                send.block(data, hits, done)
+                send.block(data, hits)
     except SourceError as e:
         send.end(_FAILED, trimmed, str(e))
         return
@@ -295,7 +290,7 @@ def _child(
         send.end(_BUG, trimmed, f"{type(e).__name__}: {e}")
         return
     with contextlib.suppress(_Gone):
-        send.write(_HEADER.pack(_END, 0, trimmed.lines, trimmed.bytes, send.done or done))
+        send.write(_HEADER.pack(_END, 0, trimmed.lines, trimmed.bytes, send.done))
 
 
 class _Gone(Exception):
@@ -310,7 +305,7 @@ class _Sender:
         self.out = out
         self.free = free
         self.done = 0
-        """Bytes read so far, where the child counts them itself (the fast path)."""
+        """Bytes of the source read so far (told the parent with each block)."""
 
     def write(self, data: bytes) -> None:
         try:
@@ -325,23 +320,26 @@ class _Sender:
             raise _Gone
         return token[0]
 
-    def send(self, slot: int, length: int, hits: list[int] | None, done: int) -> None:
+    def send(self, slot: int, length: int, hits: list[int] | None) -> None:
         """Announce the block already in ``slot``."""
-        found = array("q", hits).tobytes() if hits is not None else b""
-        count = len(hits) if hits is not None else _NO_HITS
-        self.write(_HEADER.pack(_BLOCK, slot, length, count, done) + found)
+        self._announce(_BLOCK, slot, length, hits)
 
-    def block(self, data: bytes, hits: list[int] | None, done: int) -> None:
+    def block(self, data: bytes, hits: list[int] | None) -> None:
         """Copy ``data`` into a free slot and announce it (inline if it is too large)."""
         if len(data) > SLOT_BYTES:
-            found = array("q", hits).tobytes() if hits is not None else b""
-            count = len(hits) if hits is not None else _NO_HITS
-            self.write(_HEADER.pack(_INLINE, 0, len(data), count, done) + data + found)
+            self._announce(_INLINE, 0, len(data), hits, data)
             return
         slot = self.take()
         start = slot * SLOT_BYTES
         self.shm[start : start + len(data)] = data
-        self.send(slot, len(data), hits, done)
+        self.send(slot, len(data), hits)
+
+    def _announce(
+        self, kind: int, slot: int, length: int, hits: list[int] | None, inline: bytes = b""
+    ) -> None:
+        found = array("q", hits).tobytes() if hits is not None else b""
+        count = len(hits) if hits is not None else _NO_HITS
+        self.write(_HEADER.pack(kind, slot, length, count, self.done) + inline + found)
 
     def end(self, kind: int, trimmed: Trimmed, message: str) -> None:
         text = message.encode("utf-8", "replace")
@@ -406,7 +404,7 @@ def _read_plain(
         elif not hits and _sparse(send, start, n):
             spare.append(slot)  # not copied out: the slot is free again at once
             continue
-        send.send(slot, n, hits, send.done)
+        send.send(slot, n, hits)
 
 
 def _sparse(send: _Sender, start: int, n: int) -> bool:

@@ -26,11 +26,8 @@ from pathlib import Path
 from typing import IO
 
 from sentinel.errors import SourceError
+from sentinel.sources import CHUNK, GZIP_MAGIC, STDIN
 
-CHUNK = 1 << 20
-GZIP_MAGIC = b"\x1f\x8b"
-STDIN = "standard input"
-"""How standard input is named in messages."""
 Progress = Callable[[int], None]
 """Told the number of bytes read so far."""
 Read = Callable[[int], bytes]
