@@ -8,6 +8,7 @@ to the plain reference: split on ``\\n``, decode, feed every non-empty line; ``b
 from __future__ import annotations
 
 import itertools
+import mmap
 import random
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -18,8 +19,8 @@ from hypothesis import strategies as st
 
 from sentinel.kernel.lines import PREFIXED_ASCII, LineDecoder
 from sentinel.kernel.oom import OomParser
-from sentinel.kernel.scan import STALE_BYTES, scan_chunks
-from sentinel.kernel.search import BUSY, ENGINE, IDLE
+from sentinel.kernel.scan import STALE_BYTES, scan_blocks, scan_chunks
+from sentinel.kernel.search import BUSY, ENGINE, IDLE, Block, Lent, blocks
 from sentinel.model import KillRecord
 
 SAMPLES = sorted((Path(__file__).parent / "data" / "oom-logs").glob("*.log"))
@@ -109,6 +110,42 @@ def test_all_samples_in_one_noisy_log_with_idle_flushes() -> None:
     want = list(reference(chunks))
     assert len(want) >= 40
     assert list(scan_chunks(chunks)) == want
+
+
+SCRIBBLE = b"Mar  1 10:00:00 scribbled kernel: Killed process 1 (stale) total-vm:1kB\n"
+
+
+def lent(chunks: list[bytes], engine: str) -> Iterator[Block]:
+    """The blocks of ``chunks``, each lent in one and the same reused buffer (an mmap, as
+    the reader process lends its slots) and scribbled over once the next is asked for."""
+    size = max(map(len, chunks), default=0) or 1
+    buffer = mmap.mmap(-1, size)
+    scribble = (SCRIBBLE * (size // len(SCRIBBLE) + 1))[:size]
+    for chunk, hits in blocks(chunks, engine=engine):
+        buffer[: len(chunk)] = chunk
+        yield Lent(buffer, len(chunk)), hits
+        buffer[:] = scribble
+
+
+@pytest.mark.parametrize("engine", sorted({"re", ENGINE}))
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_lent_blocks_give_the_same_records_though_their_buffer_is_reused(
+    engine: str, seed: int
+) -> None:
+    """A block lent rather than copied (the reader process's slots) is valid only until
+    the next is asked for: what the scanner keeps of it (a skipped line an unprefixed
+    report takes its host from; hits found in it) must not be read from the buffer after.
+    Every sample, in noise with and without prefixes, cut in small and odd places."""
+    rng = random.Random(seed)
+    parts: list[bytes] = []
+    for name in sorted(CORPUS):
+        parts += [noise(rng, rng.randrange(0, 400)), CORPUS[name] + b"\n"]
+    data = b"".join(parts)
+    chunks = cut_at(data, (rng.randrange(len(data)) for _ in range(len(data) // 3000)))
+    chunks.insert(len(chunks) // 2, b"")
+    want = list(reference(chunks))
+    assert len(want) >= 40
+    assert list(scan_blocks(lent(chunks, engine), engine=engine)) == want
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

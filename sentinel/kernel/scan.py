@@ -49,6 +49,7 @@ from sentinel.kernel.search import (
     MAX_LINE_BYTES,
     OPENER_BYTES,
     Block,
+    Lent,
     Sparse,
     Trimmed,
     _Multi,
@@ -68,7 +69,9 @@ one or two are kept; in text without any, at most this many and :data:`_CONTEXT_
 _CONTEXT_BYTES = 8 << 20
 """Bytes of chunks the kept segments may hold on to."""
 
-_Segment = tuple[bytes, int, int]
+_Segment = tuple[bytes, int, int, int]
+"""A skipped stretch: ``data[start:end]``, and the bytes of the chunk it counts against
+:data:`_CONTEXT_BYTES` (the whole chunk's, as long as ``data`` is the chunk)."""
 
 
 def _decode(raw: bytes) -> str:
@@ -108,6 +111,8 @@ class _Scanner:
         self.skipped_truncated = False
         self.skipped_bytes = 0
         """Lengths of the chunks the kept segments refer to (a chunk may count twice)."""
+        self.size = 0
+        """The length of the block being scanned (its buffer may be longer: a slot)."""
         self.offset = 0
         """Bytes of the stream scanned so far."""
 
@@ -131,8 +136,12 @@ class _Scanner:
         if hits is not None and isinstance(core, _Multi):
             core.prime(data, hits)
 
-    def block(self, data: bytes, start: int, end: int) -> Iterator[KillRecord]:
-        """The records of the whole lines in ``data[start:end]``; the last may lack ``\\n``."""
+    def block(
+        self, data: bytes, start: int, end: int, size: int | None = None
+    ) -> Iterator[KillRecord]:
+        """The records of the whole lines in ``data[start:end]``; the last may lack ``\\n``.
+        ``size``: the block's length, where ``data`` is a longer buffer holding it."""
+        self.size = len(data) if size is None else size
         parser = self.parser
         pos = start
         found: dict[int, int] = {}  # first match at or after the pos it was sought from
@@ -203,10 +212,34 @@ class _Scanner:
         while self.skipped and (
             len(self.skipped) >= _CONTEXT_SEGMENTS or self.skipped_bytes > _CONTEXT_BYTES
         ):
-            self.skipped_bytes -= len(self.skipped.popleft()[0])
+            self.skipped_bytes -= self.skipped.popleft()[3]
             self.skipped_truncated = True
-        self.skipped.append((data, start, end))
-        self.skipped_bytes += len(data)
+        self.skipped.append((data, start, end, self.size))
+        self.skipped_bytes += self.size
+
+    def let_go(self, data: object) -> None:
+        """``data``'s buffer is about to hold other bytes (a :class:`Lent` block): copy out
+        what the walk back may still read of it, and forget the searches of it. A segment
+        that ends with a prefixed line keeps that line only (the walk back stops there);
+        another is copied whole (text without prefixes, bounded as ever)."""
+        for needles in (self.idle_core, self.idle, self.busy):
+            for needle in needles:
+                if isinstance(needle, _Multi):
+                    needle.forget(data)
+        if not any(segment[0] is data for segment in self.skipped):
+            return
+        kept: deque[_Segment] = deque()
+        for buffer, start, end, charge in self.skipped:
+            if buffer is data:
+                stop = end - 1 if buffer[end - 1 : end] == b"\n" else end
+                begin = buffer.rfind(b"\n", start, stop) + 1 or start
+                if not (begin > start and stop > begin and _self_contained(buffer[begin:stop])):
+                    begin = start
+                copy = buffer[begin:end]
+                kept.append((copy, 0, len(copy), charge))
+            else:
+                kept.append((buffer, start, end, charge))
+        self.skipped = kept
 
     def _feed_hit(
         self, data: bytes, pos: int, line_start: int, line_end: int
@@ -233,7 +266,7 @@ class _Scanner:
         that was fed, and these lines carry it on.
         """
         back: list[bytes] = []
-        for data, start, end in reversed(self.skipped):
+        for data, start, end, _charge in reversed(self.skipped):
             stop = end
             while stop > start:
                 cut = data.rfind(b"\n", start, stop - 1)
@@ -281,15 +314,20 @@ def scan_blocks(
     tail: list[bytes] = []  # the unfinished last line: at most MAX_LINE_BYTES in all
     for item, found in stage:
         sparse = item if isinstance(item, Sparse) else None
+        lent = item if isinstance(item, Lent) else None
         hits = [] if sparse is not None else found  # a sparse block has no core hit
-        chunk = sparse.stand_in() if sparse is not None else item
-        assert isinstance(chunk, bytes)
-        if not chunk:
+        if lent is not None:
+            chunk, size = lent.data, lent.size  # valid until the next block is asked for
+        else:
+            chunk = sparse.stand_in() if sparse is not None else item
+            assert isinstance(chunk, bytes)
+            size = len(chunk)
+        if not size:
             yield from parser.flush()
             continue
-        first = chunk.find(b"\n")
+        first = chunk.find(b"\n", 0, size)
         if first < 0:
-            tail.append(chunk)
+            tail.append(chunk[:size])
             continue
         if tail:
             head = b"".join(tail) + chunk[: first + 1]
@@ -298,18 +336,21 @@ def scan_blocks(
             start = first + 1
         else:
             start = 0
-        cut = chunk.rfind(b"\n") + 1
+        cut = chunk.rfind(b"\n", 0, size) + 1
         if sparse is not None:
             if scanner.skips(sparse.last):
                 scanner.offset += sparse.left_out  # as if the block had been skipped whole
             else:
                 chunk = sparse.fetch()  # the same first line and tail, the middle too
+                size = len(chunk)
                 cut = chunk.rfind(b"\n") + 1
         if cut > start:
             scanner.prime(chunk, hits)
-            yield from scanner.block(chunk, start, cut)
-        if cut < len(chunk):
-            tail.append(chunk[cut:])
+            yield from scanner.block(chunk, start, cut, size)
+        if cut < size:
+            tail.append(chunk[cut:size])
+        if lent is not None:
+            scanner.let_go(chunk)
     if tail:
         last = b"".join(tail)
         yield from scanner.block(last, 0, len(last))

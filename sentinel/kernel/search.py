@@ -109,6 +109,13 @@ class _Multi:
         self._data, self._start, self._end = data, 0, len(data)
         self._hits = hits
 
+    def forget(self, data: object) -> None:
+        """Drop what was found in ``data``: its buffer is about to hold other bytes (a
+        :class:`Lent` block), and the same object must not answer from stale hits."""
+        if self._data is data:
+            self._data = None
+            self._hits = []
+
 
 def _collector(hits: list[int], offset: int, last: int) -> Callable[..., None]:
     """A Hyperscan match handler: appends ``offset +`` each match's last byte past ``last``."""
@@ -460,9 +467,27 @@ class Sparse:
         return self.size - len(self.head) - len(self.last) - len(self.tail)
 
 
-Block = tuple[bytes | Sparse, list[int] | None]
+class Lent:
+    """A block its maker lends rather than copies (:mod:`sentinel.sources.forked`): the
+    first ``size`` bytes of ``data``, a buffer with the ``find``, ``rfind`` and slicing of
+    bytes (a slot of the reader's shared memory, an mmap). It is valid only until the next
+    block is asked for, when the buffer is reused: :func:`sentinel.kernel.scan.scan_blocks`
+    copies what it keeps of it (a skipped line) before asking."""
+
+    __slots__ = ("data", "size")
+
+    def __init__(self, data: Any, size: int) -> None:
+        self.data = data
+        self.size = size
+
+    def __bytes__(self) -> bytes:
+        return bytes(self.data[: self.size])
+
+
+Block = tuple[bytes | Sparse | Lent, list[int] | None]
 """A block of whole lines (but perhaps the last), after :func:`bounded_lines`, with its
-:func:`core_hits`; or a :class:`Sparse` block (no hit) and None."""
+:func:`core_hits` (a :class:`Lent` block too); or a :class:`Sparse` block (no hit) and
+None."""
 
 
 def blocks(

@@ -15,9 +15,12 @@ child that runs the first stage and passes each block to the parent through shar
   in the same pass; from such a file, a block with no core hit crosses as its first line,
   last line and tail only (:class:`~sentinel.kernel.search.Sparse`: the parser reads it
   whole from the file in the rare case it needs to);
-- the parent copies the slot out, hands the slot back on a second pipe, and yields
-  the ``(block, hits)`` pairs :func:`~sentinel.kernel.search.blocks` would have yielded
-  in this process (or their sparse stand-ins), so the records are the same (tested);
+- the parent yields the ``(block, hits)`` pairs :func:`~sentinel.kernel.search.blocks`
+  would have yielded in this process (or their sparse stand-ins), so the records are the
+  same (tested). A block in a slot is not copied out: it is lent
+  (:class:`~sentinel.kernel.search.Lent`, the slot itself) until the next block is asked
+  for, when the slot goes back to the child on a second pipe. (Copying each 1 MiB out
+  cost the parser a fifth of its time, mostly in page faults.)
 - the child's end is a message too: the end of the stream with what
   :func:`~sentinel.kernel.search.bounded_lines` trimmed, or the
   :class:`~sentinel.errors.SourceError` that ended it (raised by the parent after every
@@ -50,7 +53,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from sentinel.errors import SourceError
-from sentinel.kernel.search import Sparse
+from sentinel.kernel.search import Lent, Sparse
 from sentinel.sources import CHUNK, GZIP_MAGIC
 
 if TYPE_CHECKING:
@@ -108,9 +111,11 @@ class ForkedBlocks:
         self._trimmed = trimmed
         self._progress = progress
         self._done = True  # until the child runs: nothing for close() to undo
-        self._shm = mmap.mmap(-1, SLOTS * SLOT_BYTES)  # MAP_SHARED | MAP_ANONYMOUS
+        self._slots: list[mmap.mmap] = []
         fds: list[int] = []
         try:
+            for _ in range(SLOTS):  # MAP_SHARED | MAP_ANONYMOUS: the child writes, we read
+                self._slots.append(mmap.mmap(-1, SLOT_BYTES))
             msg_r, msg_w = os.pipe()
             fds += (msg_r, msg_w)
             free_r, free_w = os.pipe()
@@ -120,7 +125,8 @@ class ForkedBlocks:
         except OSError:  # no descriptors, memory or process to spare: the caller reads
             for fd in fds:
                 os.close(fd)
-            self._shm.close()
+            for slot in self._slots:
+                slot.close()
             raise
         if pid == 0:  # the child: never returns
             code = 70
@@ -128,7 +134,7 @@ class ForkedBlocks:
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 os.close(msg_r)
                 os.close(free_w)
-                _child(open_chunks, path, _Sender(self._shm, msg_w, free_r), engine)
+                _child(open_chunks, path, _Sender(self._slots, msg_w, free_r), engine)
                 code = 0
             finally:
                 os._exit(code)
@@ -137,6 +143,8 @@ class ForkedBlocks:
         self.pid: int | None = pid
         self._free = free_w
         self._msgs = os.fdopen(msg_r, "rb", buffering=1 << 16)
+        self._lent: int | None = None
+        """The slot of the last block yielded, lent to the caller until the next."""
         self._done = False
         self._path = path
         self._fd: int | None = None
@@ -150,13 +158,17 @@ class ForkedBlocks:
         if self._done:
             raise StopIteration
         try:
+            if self._lent is not None:  # the caller is done with it: the child may refill it
+                slot, self._lent = self._lent, None
+                with contextlib.suppress(BrokenPipeError):  # the child has ended
+                    os.write(self._free, bytes((slot,)))
             kind, slot, a, b, c = _HEADER.unpack(self._read(_HEADER.size))
             if kind in (_BLOCK, _INLINE):
+                data: bytes | Lent
                 if kind == _BLOCK:
-                    start = slot * SLOT_BYTES
-                    data = self._shm[start : start + a]
-                    with contextlib.suppress(BrokenPipeError):  # the child has ended
-                        os.write(self._free, bytes((slot,)))
+                    self._lent = slot
+                    data = Lent(self._slots[slot], a)  # not copied: 1 MiB copies cost
+                    # the parser more than a fifth of its time (page faults, mostly)
                 else:
                     data = self._read(a)
                 if self._progress is not None:
@@ -240,7 +252,8 @@ class ForkedBlocks:
         os.close(self._free)
         if self._fd is not None:
             os.close(self._fd)
-        self._shm.close()
+        for slot in self._slots:
+            slot.close()
 
     def __del__(self) -> None:
         if not getattr(self, "_done", True):
@@ -300,8 +313,8 @@ class _Gone(Exception):
 class _Sender:
     """The child's end of the ring and the pipes."""
 
-    def __init__(self, shm: mmap.mmap, out: int, free: int) -> None:
-        self.shm = shm
+    def __init__(self, slots: list[mmap.mmap], out: int, free: int) -> None:
+        self.slots = slots
         self.out = out
         self.free = free
         self.done = 0
@@ -330,8 +343,7 @@ class _Sender:
             self._announce(_INLINE, 0, len(data), hits, data)
             return
         slot = self.take()
-        start = slot * SLOT_BYTES
-        self.shm[start : start + len(data)] = data
+        self.slots[slot][: len(data)] = data
         self.send(slot, len(data), hits)
 
     def _announce(
@@ -379,12 +391,11 @@ def _read_plain(
     """The fast path: each read lands in a slot of the ring, is searched there (with the
     NUL check in the same pass) and announced; only a block that holds a NUL byte or a
     line too long is copied out, bounded and copied back (:class:`LineBounds`)."""
-    shm = send.shm
     spare: list[int] = []  # a slot taken for a block that came to nothing
     while True:
         slot = spare.pop() if spare else send.take()
-        start = slot * SLOT_BYTES
-        with memoryview(shm)[start : start + CHUNK] as view:
+        shm = send.slots[slot]
+        with memoryview(shm)[:CHUNK] as view:
             try:
                 n = f.readinto(view) or 0
             except OSError as e:
@@ -393,32 +404,31 @@ def _read_plain(
                 return
             send.done += n
             hits = raw_search(view[:n])
-        if hits is None or not bounds.fits(shm, start, start + n):
-            data = bounds.bound(shm[start : start + n])
+        if hits is None or not bounds.fits(shm, 0, n):
+            data = bounds.bound(shm[:n])
             if not data:
                 spare.append(slot)
                 continue
-            shm[start : start + len(data)] = data
+            shm[: len(data)] = data
             n = len(data)
             hits = search(data)
-        elif not hits and _sparse(send, start, n):
+        elif not hits and _sparse(send, shm, n):
             spare.append(slot)  # not copied out: the slot is free again at once
             continue
         send.send(slot, n, hits)
 
 
-def _sparse(send: _Sender, start: int, n: int) -> bool:
-    """Announce the block at ``start`` in the ring, read from the file as it is and with
+def _sparse(send: _Sender, shm: mmap.mmap, n: int) -> bool:
+    """Announce the block in the slot ``shm``, read from the file as it is and with
     no core hit, as sparse: its first line, last line and tail only (see
     :class:`~sentinel.kernel.search.Sparse`). False when it has no two newlines."""
-    shm = send.shm
-    end = start + n
-    first = shm.find(b"\n", start, end)
-    last = shm.rfind(b"\n", start, end)
-    before = shm.rfind(b"\n", start, last) if last > first else -1
+    end = n
+    first = shm.find(b"\n", 0, end)
+    last = shm.rfind(b"\n", 0, end)
+    before = shm.rfind(b"\n", 0, last) if last > first else -1
     if first < 0 or before < first:
         return False
-    parts = (shm[start : first + 1], shm[before + 1 : last + 1], shm[last + 1 : end])
+    parts = (shm[: first + 1], shm[before + 1 : last + 1], shm[last + 1 : end])
     send.write(
         _HEADER.pack(_SPARSE, 0, n, send.done - n, send.done)
         + _PARTS.pack(*map(len, parts))
