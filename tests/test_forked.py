@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import itertools
 import json
 import os
 import random
@@ -21,8 +22,9 @@ import pytest
 
 from sentinel.cli import main
 from sentinel.errors import SourceError
+from sentinel.kernel import search
 from sentinel.kernel.scan import scan_blocks, scan_chunks
-from sentinel.kernel.search import MAX_LINE_BYTES, Block, Lent, Sparse, Trimmed, blocks
+from sentinel.kernel.search import ENGINE, MAX_LINE_BYTES, Block, Lent, Sparse, Trimmed, blocks
 from sentinel.sources import forked
 from sentinel.sources.forked import ForkedBlocks
 from sentinel.sources.logfile import read_chunks
@@ -314,3 +316,19 @@ def test_without_a_process_to_spare_the_parse_reads_in_its_own(
     assert main(["parse", str(path), "--format", "json"]) == 0
     assert capsys.readouterr().out.splitlines() == want
     assert len(want) >= 60
+
+
+@pytest.mark.skipif(ENGINE != "hyperscan", reason="needs hyperscan")
+def test_the_parent_loads_the_needle_databases_the_child_compiled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child compiles the scanner's databases while the parent imports the parser;
+    the parent loads them with the first block and compiles none itself."""
+    monkeypatch.setattr(search, "_compiled", {})
+    path = _log(tmp_path, _corpus_log(seed=3, filler=100))
+    reader = ForkedBlocks(_opener(path), path=path)
+    first = next(reader)
+    assert sorted(search._compiled) == [0, 1, 2]  # nothing in this process compiled them
+    got = list(scan_blocks(itertools.chain([first], reader)))
+    assert got == list(scan_chunks(read_chunks(path)))
+    assert len(got) >= 10

@@ -15,6 +15,7 @@ pass. It imports nothing of the parser, so a reader process
 
 from __future__ import annotations
 
+import contextlib
 import re
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
@@ -249,6 +250,30 @@ def _database(group: int) -> Any:
         db.compile(expressions=expressions, ids=list(range(len(expressions))))
         _compiled[group] = db
     return db
+
+
+def dump_databases() -> bytes:
+    """The databases of :data:`_GROUPS`, compiled and serialized: a reader process
+    (:mod:`sentinel.sources.forked`) compiles them while its parent imports the parser,
+    which then loads them (:func:`load_databases`, microseconds) instead of compiling them
+    on its critical path (10 ms)."""
+    hs = _hs()
+    parts = [hs.dumpb(_database(group)) for group in range(len(_GROUPS))]
+    return b"".join(len(part).to_bytes(8, "little") + part for part in parts)
+
+
+def load_databases(blob: bytes) -> None:
+    """Take the databases :func:`dump_databases` made (by this same build of Hyperscan,
+    in a forked child). One that does not load is compiled here at its first use."""
+    hs = _hs()
+    pos = 0
+    for group in range(len(_GROUPS)):
+        size = int.from_bytes(blob[pos : pos + 8], "little")
+        part = blob[pos + 8 : pos + 8 + size]
+        pos += 8 + size
+        if group not in _compiled and len(part) == size:
+            with contextlib.suppress(hs.error):
+                _compiled[group] = hs.loadb(part, hs.HS_MODE_BLOCK)
 
 
 def core_hits(engine: str = ENGINE) -> Callable[[bytes], list[int] | None]:

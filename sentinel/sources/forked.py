@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from sentinel.errors import SourceError
-from sentinel.kernel.search import Lent, Sparse
+from sentinel.kernel.search import Lent, Sparse, load_databases
 from sentinel.sources import CHUNK, GZIP_MAGIC
 
 if TYPE_CHECKING:
@@ -72,12 +72,13 @@ OpenChunks = Callable[[Callable[[int], None] | None], Iterator[bytes]]
 """Opens the source in the child: given a progress callback, its byte chunks."""
 
 _HEADER = struct.Struct("<BB6xQQQ")  # kind, slot, then three numbers the kind gives meaning
-_BLOCK, _INLINE, _END, _FAILED, _BUG, _SPARSE = range(6)
+_BLOCK, _INLINE, _END, _FAILED, _BUG, _SPARSE, _DATABASES = range(7)
 # _BLOCK / _INLINE: length, hit count (or _NO_HITS), bytes read; then the block (inline
 #   only: a block's bytes are in its slot), then the hits
 # _SPARSE: length, offset in the file, bytes read; then _PARTS, then the three parts
 # _END: trimmed lines, trimmed bytes, bytes read
 # _FAILED / _BUG: trimmed lines, trimmed bytes, message length; then the message (UTF-8)
+# _DATABASES: length, 0, 0; then the scanner's compiled needles (search.dump_databases)
 _NO_HITS = (1 << 64) - 1
 _PARTS = struct.Struct("<III")  # a sparse block's first line, last line and tail: lengths
 
@@ -163,6 +164,9 @@ class ForkedBlocks:
                 with contextlib.suppress(BrokenPipeError):  # the child has ended
                     os.write(self._free, bytes((slot,)))
             kind, slot, a, b, c = _HEADER.unpack(self._read(_HEADER.size))
+            if kind == _DATABASES:  # first, if at all
+                load_databases(self._read(a))
+                kind, slot, a, b, c = _HEADER.unpack(self._read(_HEADER.size))
             if kind in (_BLOCK, _INLINE):
                 data: bytes | Lent
                 if kind == _BLOCK:
@@ -270,6 +274,7 @@ def _child(
         Trimmed,
         blocks,
         core_hits,
+        dump_databases,
         raw_core_hits,
     )
 
@@ -280,6 +285,9 @@ def _child(
         send.done = n
 
     try:
+        if engine == "hyperscan":  # the parent imports the parser meanwhile (50 ms)
+            databases = dump_databases()
+            send.write(_HEADER.pack(_DATABASES, 0, len(databases), 0, 0) + databases)
         plain = _plain_file(path) if path is not None and engine == "hyperscan" else None
         if plain is not None:
             with plain:
