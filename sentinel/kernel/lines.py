@@ -292,6 +292,11 @@ class LineDecoder:
                 line = line[dropped.end() :]
                 if not line:
                     return []
+        if line[0].isalpha():  # BSD syslog, the usual form: no other that a letter starts
+            m = _BSD.match(line)  # (kmsg, dmesg -x, logread, full dates) matches it too
+            if m:
+                self._last_kmsg = False
+                return self._bsd(line, m)
         m = _KMSG.match(line)
         if m:
             self._last_kmsg = True
