@@ -94,6 +94,10 @@ SOON_S = 1200.0
 SOON_S is projected: growth that fast from that far below the limit is a burst or a
 warm-up far more often than a leak, and a leak that fast crosses the gate with time to
 spare."""
+SOON_PERIOD_S = 3600.0
+"""... and while periodic drops come further apart than this (a job every two hours), the
+peak of the last cycle counts too (the 3-hour window's): a job leak is killed at its next
+spike, which the last hour, spent between spikes, does not show."""
 STOPPED_RISE = 0.03
 STOPPED_SHARE = 0.5
 """Growth has stopped (a cache warmed up, a queue filled) when a shorter window, over
@@ -160,6 +164,7 @@ class Forecaster:
         "_recent",
         "_scales",
         "_seen",
+        "_seen_cycle",
         "_since",
         "_stall_anchor",
         "_stall_k",
@@ -218,6 +223,7 @@ class Forecaster:
         self._floor = math.inf
         self._floor_long = math.inf
         self._seen = 0.0
+        self._seen_cycle = 0.0
         self._fast = FastLeak()
         self._steps = Steps()
         self._lows: deque[float] = deque((math.inf, math.inf, math.inf), maxlen=3)
@@ -407,7 +413,10 @@ class Forecaster:
             else None
         )
         if best is None:
-            return None
+            # no window sees growth (a staircase's flat treads read as none): its steps
+            # alone say leak when they climb slowly and in held steps, not in a burst
+            threshold = max(DROP_NOISE * self._dev, STEP_FRACTION * lim)
+            return step if step is not None and self._steps.staircase(x, lim, threshold) else None
         if self._stall_anchor + best.slope * x - max(self._stall_max, self._b_max) > (
             self._stall_k * self._dev + STALL_FRACTION * lim
         ):
@@ -416,7 +425,7 @@ class Forecaster:
         env = max(env, usage)
         eta = (lim - env) / best.slope
         if eta < SOON_S:
-            seen = max(self._seen, self._b_max, usage)
+            seen = max(self._seen, self._seen_cycle, self._b_max, usage)
             if seen < HEADROOM_GATE * lim:
                 return SOON_S
         if step is not None and step < eta:
@@ -438,6 +447,7 @@ class Forecaster:
                     self._seen = max((c[2] for c in scale.chunks), default=0.0)
                 elif i == 2:
                     self._floor_long = min((c[4] for c in scale.chunks), default=math.inf)
+                    self._seen_cycle = max((c[2] for c in scale.chunks), default=0.0)
         if changed:
             self._choose(now)
 
@@ -459,6 +469,8 @@ class Forecaster:
             return
         period = self._period(now)
         self._stall_k = STALL_NOISE if period > 0.0 else STALL_NOISE_ACYCLIC
+        if period <= SOON_PERIOD_S:
+            self._seen_cycle = 0.0  # the hour's peak (_seen) says it: no longer cycle
         best: Scale | None = None
         last = len(self._scales) - 1
         longest = last

@@ -15,6 +15,7 @@ Pure and incremental: O(1) per sample; a rise (rare) costs a sort of a few numbe
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 
@@ -24,6 +25,15 @@ MIN_RISES = 3
 """Fewer rises than this say nothing about a staircase."""
 MAX_AGE_S = 86400.0
 """Rises older than this are forgotten."""
+STAIR_MAX_STEP = 0.1
+"""The steps of a staircase are at most this share of the limit each."""
+STAIR_GAP_S = 600.0
+"""A staircase's steps are this far apart at least: rises closer together are a burst."""
+STAIR_TREAD = 2.0
+"""... and each step lifts the level by at most this many usual rises: a level that rose
+more between two rises climbed in between (a ramp, not a staircase)."""
+STAIR_HOLD_S = 300.0
+"""... and the last step has held this long."""
 REGULAR = 1.5
 """Steps come at regular intervals when the longest gap between them is at most this many
 times the shortest."""
@@ -32,18 +42,21 @@ times the shortest."""
 class Steps:
     """Times and sizes of the held rises of one target's usage."""
 
-    __slots__ = ("_gap", "_rises", "_size", "_trough")
+    __slots__ = ("_gap", "_low_since", "_rises", "_size", "_trough")
 
     def __init__(self) -> None:
         self._rises: deque[tuple[float, float, float]] = deque(maxlen=MEMORY)
         """(time, size, level after) of each rise."""
         self._trough = math.inf
+        self._low_since = math.inf
+        """The lowest usage since the last rise."""
         self._size = 0.0
         self._gap = 0.0
 
     def update(self, x: float, usage: float, threshold: float, recent_low: float) -> None:
         """Take one sample (``x``: seconds since history began; ``recent_low``: the lowest
         usage of the last few minutes)."""
+        self._low_since = min(self._low_since, usage)
         if usage < self._trough:
             self._trough = usage
         elif usage > self._trough + threshold:
@@ -53,6 +66,7 @@ class Steps:
             rises = self._rises
             rises.append((x, usage - self._trough, usage))
             self._trough = usage
+            self._low_since = usage
             while rises and rises[0][0] < x - MAX_AGE_S:
                 rises.popleft()
             sizes = sorted(r[1] for r in rises)
@@ -75,3 +89,23 @@ class Steps:
         if self._size < limit - usage:
             return None
         return max(0.0, self._gap - (x - last_x))
+
+    def staircase(self, x: float, limit: float, threshold: float) -> bool:
+        """Whether the last rises are a slow staircase of small steps: the usual rise at
+        most STAIR_MAX_STEP of ``limit``, each of the last three rises at least STAIR_GAP_S
+        after the one before, the level lifted between them by no more than STAIR_TREAD
+        usual rises, and the last step held (never ``threshold`` below its level) for
+        STAIR_HOLD_S. (A jump of a good share of the limit, a burst of rises within
+        minutes, a level that climbed between two rises, or a peak that falls back, is a
+        batch loading, a surge, a ramp or a GC cycle, as healthy services show.)"""
+        rises = self._rises
+        if len(rises) < MIN_RISES or self._size > STAIR_MAX_STEP * limit:
+            return False
+        last = list(rises)[-MIN_RISES:]
+        last_x, _, level = last[-1]
+        if x - last_x < STAIR_HOLD_S or self._low_since < level - threshold:
+            return False
+        return all(
+            b[0] - a[0] >= STAIR_GAP_S and b[2] - a[2] <= STAIR_TREAD * self._size
+            for a, b in itertools.pairwise(last)
+        )
