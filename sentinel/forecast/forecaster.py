@@ -157,6 +157,7 @@ class Forecaster:
         "_leaked_before",
         "_life_peak",
         "_limit",
+        "_long_cycle",
         "_lows",
         "_observed",
         "_origin",
@@ -164,7 +165,7 @@ class Forecaster:
         "_recent",
         "_scales",
         "_seen",
-        "_seen_cycle",
+        "_seen_long",
         "_since",
         "_stall_anchor",
         "_stall_k",
@@ -223,7 +224,8 @@ class Forecaster:
         self._floor = math.inf
         self._floor_long = math.inf
         self._seen = 0.0
-        self._seen_cycle = 0.0
+        self._seen_long = 0.0
+        self._long_cycle = False
         self._fast = FastLeak()
         self._steps = Steps()
         self._lows: deque[float] = deque((math.inf, math.inf, math.inf), maxlen=3)
@@ -425,7 +427,9 @@ class Forecaster:
         env = max(env, usage)
         eta = (lim - env) / best.slope
         if eta < SOON_S:
-            seen = max(self._seen, self._seen_cycle, self._b_max, usage)
+            seen = max(self._seen, self._b_max, usage)
+            if self._long_cycle and self._seen_long > seen:
+                seen = self._seen_long  # a cycle longer than the hour: its last peak
             if seen < HEADROOM_GATE * lim:
                 return SOON_S
         if step is not None and step < eta:
@@ -447,7 +451,7 @@ class Forecaster:
                     self._seen = max((c[2] for c in scale.chunks), default=0.0)
                 elif i == 2:
                     self._floor_long = min((c[4] for c in scale.chunks), default=math.inf)
-                    self._seen_cycle = max((c[2] for c in scale.chunks), default=0.0)
+                    self._seen_long = max((c[2] for c in scale.chunks), default=0.0)
         if changed:
             self._choose(now)
 
@@ -469,8 +473,7 @@ class Forecaster:
             return
         period = self._period(now)
         self._stall_k = STALL_NOISE if period > 0.0 else STALL_NOISE_ACYCLIC
-        if period <= SOON_PERIOD_S:
-            self._seen_cycle = 0.0  # the hour's peak (_seen) says it: no longer cycle
+        self._long_cycle = period > SOON_PERIOD_S
         best: Scale | None = None
         last = len(self._scales) - 1
         longest = last

@@ -99,12 +99,26 @@ def _self_contained(raw: bytes) -> bool:
     )
 
 
+def _prefixed_tail(data: bytes, start: int, end: int) -> int | None:
+    """Where the last line of ``data[start:end]`` (its newline aside) starts, when that
+    line carries its own prefix (a walk back to one stops there); else None."""
+    stop = end - 1 if data[end - 1 : end] == b"\n" else end
+    begin = data.rfind(b"\n", start, stop) + 1 or start
+    return begin if stop > begin and _self_contained(data[begin:stop]) else None
+
+
 class _Scanner:
     """Feeds the parser the lines of blocks that matter; remembers what it skipped."""
 
     def __init__(self, parser: OomParser, engine: str = ENGINE) -> None:
         self.parser = parser
         self.idle_core, self.idle, self.busy = _needles(engine)
+        self._multis = tuple(
+            {
+                id(n): n for n in (*self.idle_core, *self.idle, *self.busy) if isinstance(n, _Multi)
+            }.values()
+        )
+        """The needles that keep what they found in a buffer (:meth:`let_go` clears it)."""
         self.quiet = 0
         """Lines since the last one that belonged to a report."""
         self.skipped: deque[_Segment] = deque()
@@ -202,10 +216,7 @@ class _Scanner:
     def _skip(self, data: bytes, start: int, end: int) -> None:
         if start >= end:
             return
-        stop = end - 1 if data[end - 1 : end] == b"\n" else end
-        if stop > start and _self_contained(
-            data[data.rfind(b"\n", start, stop) + 1 or start : stop]
-        ):
+        if _prefixed_tail(data, start, end) is not None:
             self.skipped.clear()  # the walk back stops at this segment's last line
             self.skipped_truncated = False
             self.skipped_bytes = 0
@@ -222,20 +233,14 @@ class _Scanner:
         what the walk back may still read of it, and forget the searches of it. A segment
         that ends with a prefixed line keeps that line only (the walk back stops there);
         another is copied whole (text without prefixes, bounded as ever)."""
-        for needles in (self.idle_core, self.idle, self.busy):
-            for needle in needles:
-                if isinstance(needle, _Multi):
-                    needle.forget(data)
+        for needle in self._multis:
+            needle.forget(data)
         if not any(segment[0] is data for segment in self.skipped):
             return
         kept: deque[_Segment] = deque()
         for buffer, start, end, charge in self.skipped:
             if buffer is data:
-                stop = end - 1 if buffer[end - 1 : end] == b"\n" else end
-                begin = buffer.rfind(b"\n", start, stop) + 1 or start
-                if not (begin > start and stop > begin and _self_contained(buffer[begin:stop])):
-                    begin = start
-                copy = buffer[begin:end]
+                copy = buffer[_prefixed_tail(buffer, start, end) or start : end]
                 kept.append((copy, 0, len(copy), charge))
             else:
                 kept.append((buffer, start, end, charge))

@@ -430,13 +430,12 @@ def _sparse(send: _Sender, shm: mmap.mmap, n: int) -> bool:
     """Announce the block in the slot ``shm``, read from the file as it is and with
     no core hit, as sparse: its first line, last line and tail only (see
     :class:`~sentinel.kernel.search.Sparse`). False when it has no two newlines."""
-    end = n
-    first = shm.find(b"\n", 0, end)
-    last = shm.rfind(b"\n", 0, end)
+    first = shm.find(b"\n", 0, n)
+    last = shm.rfind(b"\n", 0, n)
     before = shm.rfind(b"\n", 0, last) if last > first else -1
     if first < 0 or before < first:
         return False
-    parts = (shm[: first + 1], shm[before + 1 : last + 1], shm[last + 1 : end])
+    parts = (shm[: first + 1], shm[before + 1 : last + 1], shm[last + 1 : n])
     send.write(
         _HEADER.pack(_SPARSE, 0, n, send.done - n, send.done)
         + _PARTS.pack(*map(len, parts))
