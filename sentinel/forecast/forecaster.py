@@ -21,7 +21,9 @@ How it works, in short:
 * Growth that stopped (a cache warmed up, a queue filled) is told by a shorter window
   (the 20-minute one too) that saw less than half the rise the chosen growth implies,
   or by the last minutes' highs: had the growth gone on, an earlier high carried forward
-  at its rate would stand clearly above every later one. No kill is projected.
+  at its rate would stand clearly above every later one. No kill is projected. A day-long
+  or longer window whose growth slows from third to third (each rise under half the one
+  before) is not used while the level it tends to stays under the limit (a slow warm-up).
 * Usage that climbs in held steps (see :mod:`sentinel.forecast.steps`) is killed by the
   step that crosses the limit: once the usual step is larger than the headroom left,
   the kill is projected at the next step, provided a scale sees growth.
@@ -65,6 +67,11 @@ growth, which projects a near kill; on long windows it reads as slow growth, har
 SHORTEST_USED = 1
 """Scales shorter than this index only feed the drop clock and the hour's peak: growth
 seen over 20 minutes is a burst, a ramp or a warm-up as often as a leak."""
+LEVELLED_FROM = 4
+"""Scales from this index on (a day and longer) are not used while their growth levels
+off below the limit (see ``Scale.level``): a warm-up approaching its plateau over hours
+still rises across a day, and its noise peaks carried forward at the day's rate cross
+the limit. Shorter windows are not judged so: a staircase's parts rise unevenly."""
 PERIOD_MIN_DROPS = 2
 PERIODS_PER_WINDOW = 3.0
 """A scale is used only when its window holds this many drop-to-drop periods (over one a third)."""
@@ -482,6 +489,8 @@ class Forecaster:
         for i in range(last, SHORTEST_USED - 1, -1):
             scale = self._scales[i]
             if scale.span <= 0.0 or scale.slope <= 0.0:
+                continue
+            if i >= LEVELLED_FROM and scale.level < self._limit:
                 continue
             if (
                 i < last

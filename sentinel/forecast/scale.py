@@ -29,6 +29,9 @@ MIN_POINTS_PER_SEGMENT = 3
 """Fewer chunk means than this in a part give no slope."""
 RESOLUTION = 1e-6
 """Growth across a third below this share of the usage is rounding, not growth."""
+LEVELS_OFF = 0.5
+"""Growth levels off when the later part-to-part rise is under this share of the earlier
+one (a warm-up's exponential approach, a surge that settled)."""
 MIN_COVERAGE = 0.5
 """A scale speaks once its history covers this share of its window."""
 
@@ -70,6 +73,7 @@ class Scale:
         "chunks",
         "env",
         "env_t",
+        "level",
         "rise",
         "rise_dt",
         "slope",
@@ -106,6 +110,10 @@ class Scale:
         """Mean usage of the last part minus that of the first (valid when ``span`` > 0) ..."""
         self.rise_dt = 0.0
         """... and the time between them."""
+        self.level = math.inf
+        """Where usage levels off when its growth slows from part to part (valid when
+        ``slope`` > 0; infinite when it does not slow): the peak of the last part plus
+        the rises still to come if each is as much smaller than the one before."""
         self.span = 0.0
         """How much history the last evaluation rested on (0: not ready)."""
 
@@ -217,4 +225,9 @@ class Scale:
         self.slope = slope
         self.slope_hi = fastest
         self.slope_last = s
+        # each later rise this much smaller again: the rises still to come sum to last*r/(1-r)
+        first = stats[1][1] - stats[0][1]
+        last = stats[2][1] - stats[1][1]
+        r = last / first
+        self.level = stats[-1][2] + last * r / (1.0 - r) if r < LEVELS_OFF else math.inf
         self.env = max(c[2] + slope * (now - c[3]) for c in chunks)
