@@ -4,9 +4,10 @@ A straight line through a staircase projects the kill when the line reaches the 
 the kernel kills at the step that crosses it, which may be the very next one. This
 clock times the steps: a *rise* is usage climbing a threshold above its lowest point
 since the last rise, and above its lowest point of the last few minutes (a step, not a
-slope). When the last rises each left usage higher than the one before and
-it stays there, and the usual (median) rise is larger than the headroom left, the kill
-is projected at the next rise: the shortest time seen between two rises after the last
+slope). When the last rise left usage higher than the two before it did (usage may
+have fallen back in between: rises of one size on a baseline that climbs) and it stays
+there, and the usual (median) rise is larger than the headroom left, the kill is
+projected at the next rise: the shortest time seen between two rises after the last
 one. Steps at regular intervals are timed; irregular ones may come at any moment, so
 the kill is then projected now.
 
@@ -84,7 +85,7 @@ class Steps:
         last_x, _, level = rises[-1]
         if usage < level - threshold or x - last_x > MAX_AGE_S:
             return None  # the last step was not held
-        if not rises[-3][2] < rises[-2][2] < level:
+        if not max(rises[-3][2], rises[-2][2]) < level:
             return None  # not a staircase: the same rise again and again
         if self._size < limit - usage:
             return None
