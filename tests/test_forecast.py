@@ -445,3 +445,44 @@ def test_quiet_while_a_slow_warm_up_approaches_its_plateau_through_noise(seed: i
 
     _, etas = replay(shape, 2 * 86400, noise=0.015, seed=seed)
     assert first_fire(etas) is None
+
+
+def surge_then_flat(t: float) -> float:
+    """Quiet at 32-39% with a dip (a drop) every 15100 s, a surge to 82% in 67 minutes
+    at 30000 s, then flat with bumps to 86% every 1.5 hours."""
+    if t < 30000:
+        level = 0.32 + 0.07 * min(1.0, t / 20000)
+        return level - (0.07 if 7500 <= t % 15100 < 7800 else 0.0)
+    if t < 34000:
+        return 0.38 + 0.44 * (t - 30000) / 4000
+    return 0.82 + (0.045 if (t % 5400) < 900 else 0.0)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_quiet_once_a_surge_settles_though_drops_keep_the_short_windows_out(seed: int) -> None:
+    # The drops come 4-6 hours apart: the 3- and 8-hour windows, which see the flat, are
+    # not trusted to judge growth (they could be reading one phase of that cycle); the
+    # day-long window sees the surge as growth, but its last eight hours are flat.
+    _, etas = replay(surge_then_flat, 86400, dt=57.0, noise=0.004, seed=seed)
+    assert first_fire(etas) is None
+
+
+def leak_with_uneven_drops(t: float) -> float:
+    """A leak from 55% to the limit in 20 hours with a slow swell, dipping 8% for ten
+    minutes at 6000 s, 41000 s and 48500 s."""
+    usage = 0.55 + 0.45 * t / 72000 + 0.02 * math.sin(t / 1500)
+    dip = any(a <= t < a + 600 for a in (6000, 41000, 48500))
+    return min(1.0, usage - (0.08 if dip else 0.0))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_two_uneven_gaps_between_drops_make_a_period_between_them(seed: int) -> None:
+    # The drops came 35000 s and then 7500 s apart: the typical period is their mean (the
+    # median of two), not the longer one, so the day-long window is trusted once it spans
+    # two such periods (42500 s), not two of the longer gap (70000 s): with the longer
+    # period it warns 95-102 minutes ahead, with the median 113 minutes or more.
+    kill = next(t for t in range(0, 80000, 10) if leak_with_uneven_drops(t) >= 1.0)
+    _, etas = replay(leak_with_uneven_drops, kill, dt=57.0, noise=0.004, seed=seed)
+    fired = first_fire(etas)
+    assert fired is not None
+    assert kill - fired > 6500

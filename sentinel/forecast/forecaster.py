@@ -23,7 +23,8 @@ How it works, in short:
   or by the last minutes' highs: had the growth gone on, an earlier high carried forward
   at its rate would stand clearly above every later one. No kill is projected. A day-long
   or longer window whose growth slows from third to third (each rise under half the one
-  before) is not used while the level it tends to stays under the limit (a slow warm-up).
+  before) is not used while the level it tends to stays under the limit (a slow warm-up),
+  nor a day-long window whose last eight hours are flat (a surge that settled).
 * Usage that climbs in held steps (see :mod:`sentinel.forecast.steps`) is killed by the
   step that crosses the limit: once the usual step is larger than the headroom left,
   the kill is projected at the next step, provided a scale sees growth.
@@ -72,6 +73,14 @@ LEVELLED_FROM = 4
 off below the limit (see ``Scale.level``): a warm-up approaching its plateau over hours
 still rises across a day, and its noise peaks carried forward at the day's rate cross
 the limit. Shorter windows are not judged so: a staircase's parts rise unevenly."""
+SETTLED_SCALE = 4
+SETTLED_SHARE = 0.25
+"""The day-long window is not used while its own last third (8 hours) is flat: the
+slope inside that third under this share of the window's growth, which would have
+raised usage by STOPPED_RISE of the limit over it. Its growth came earlier and settled
+(a surge to a new level, then hours flat), though a cycle's drops keep the shorter
+windows that see the flat from judging it. (The 3-day window's thirds are days: a daily
+cycle's phase tilts them; and a daily cycle keeps the day-long window unused.)"""
 PERIOD_MIN_DROPS = 2
 PERIODS_PER_WINDOW = 3.0
 """A scale is used only when its window holds this many drop-to-drop periods (over one a third)."""
@@ -463,14 +472,15 @@ class Forecaster:
             self._choose(now)
 
     def _period(self, now: float) -> float:
-        """The typical (median) time between the drops of the last day; 0 if under two."""
+        """The typical (median) time between the drops of the last days; 0 if under two."""
         drops = self._drops
         while drops and drops[0] < now - DROP_MEMORY_S:
             drops.popleft()
         if len(drops) < PERIOD_MIN_DROPS:
             return 0.0
         gaps = sorted(b - a for a, b in itertools.pairwise(drops))
-        return gaps[len(gaps) // 2]
+        n = len(gaps)
+        return gaps[n // 2] if n % 2 else (gaps[n // 2 - 1] + gaps[n // 2]) / 2.0
 
     def _choose(self, now: float) -> None:
         """Pick the scale to project with: the longest usable one that sees growth, or a
@@ -491,6 +501,12 @@ class Forecaster:
             if scale.span <= 0.0 or scale.slope <= 0.0:
                 continue
             if i >= LEVELLED_FROM and scale.level < self._limit:
+                continue
+            if (
+                i == SETTLED_SCALE
+                and scale.slope_within < SETTLED_SHARE * scale.slope
+                and scale.slope * scale.span / 3.0 >= STOPPED_RISE * self._limit
+            ):
                 continue
             if (
                 i < last

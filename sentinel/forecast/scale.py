@@ -79,6 +79,7 @@ class Scale:
         "slope",
         "slope_hi",
         "slope_last",
+        "slope_within",
         "span",
         "window",
         "z",
@@ -114,6 +115,9 @@ class Scale:
         """Where usage levels off when its growth slows from part to part (valid when
         ``slope`` > 0; infinite when it does not slow): the peak of the last part plus
         the rises still to come if each is as much smaller than the one before."""
+        self.slope_within = 0.0
+        """The least-squares slope of the chunk means inside the last part alone (valid
+        when ``slope`` > 0)."""
         self.span = 0.0
         """How much history the last evaluation rested on (0: not ready)."""
 
@@ -200,7 +204,9 @@ class Scale:
                 if c[4] < lo:  # noqa: PLR1730
                     lo = c[4]
             stats.append((st / n, su / n, hi, lo))
-            rss += _fit(seg)[1]
+            within, r, _ = _fit(seg)
+            rss += r
+        self.slope_within = within
         self.rise = stats[-1][1] - stats[0][1]
         self.rise_dt = stats[-1][0] - stats[0][0]
         dof = len(chunks) - 2 * SEGMENTS
