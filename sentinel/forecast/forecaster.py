@@ -44,7 +44,7 @@ from collections import deque
 
 from sentinel.forecast.fast import CEILING_MARGIN, FastLeak
 from sentinel.forecast.observed import Observed
-from sentinel.forecast.scale import Scale
+from sentinel.forecast.scale import SEGMENTS, Scale
 from sentinel.forecast.steps import Steps
 from sentinel.forecast.types import Forecast
 
@@ -505,7 +505,7 @@ class Forecaster:
             if (
                 i == SETTLED_SCALE
                 and scale.slope_within < SETTLED_SHARE * scale.slope
-                and scale.slope * scale.span / 3.0 >= STOPPED_RISE * self._limit
+                and scale.slope * scale.span / SEGMENTS >= STOPPED_RISE * self._limit
             ):
                 continue
             if (

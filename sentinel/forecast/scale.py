@@ -204,9 +204,9 @@ class Scale:
                 if c[4] < lo:  # noqa: PLR1730
                     lo = c[4]
             stats.append((st / n, su / n, hi, lo))
-            within, r, _ = _fit(seg)
-            rss += r
-        self.slope_within = within
+            within, residual, _ = _fit(seg)
+            rss += residual
+        self.slope_within = within  # the last part's
         self.rise = stats[-1][1] - stats[0][1]
         self.rise_dt = stats[-1][0] - stats[0][0]
         dof = len(chunks) - 2 * SEGMENTS
@@ -232,8 +232,8 @@ class Scale:
         self.slope_hi = fastest
         self.slope_last = s
         # each later rise this much smaller again: the rises still to come sum to last*r/(1-r)
-        first = stats[1][1] - stats[0][1]
-        last = stats[2][1] - stats[1][1]
-        r = last / first
+        before = stats[-2][1] - stats[-3][1]
+        last = stats[-1][1] - stats[-2][1]
+        r = last / before  # both rose past the margin above: positive
         self.level = stats[-1][2] + last * r / (1.0 - r) if r < LEVELS_OFF else math.inf
         self.env = max(c[2] + slope * (now - c[3]) for c in chunks)

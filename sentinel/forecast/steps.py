@@ -85,7 +85,7 @@ class Steps:
         last_x, _, level = rises[-1]
         if usage < level - threshold or x - last_x > MAX_AGE_S:
             return None  # the last step was not held
-        if not max(rises[-3][2], rises[-2][2]) < level:
+        if max(rises[-3][2], rises[-2][2]) >= level:
             return None  # not a staircase: the same rise again and again
         if self._size < limit - usage:
             return None
