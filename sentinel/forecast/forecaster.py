@@ -68,12 +68,11 @@ growth, which projects a near kill; on long windows it reads as slow growth, har
 SHORTEST_USED = 1
 """Scales shorter than this index only feed the drop clock and the hour's peak: growth
 seen over 20 minutes is a burst, a ramp or a warm-up as often as a leak."""
-LEVELLED_FROM = 4
-"""Scales from this index on (a day and longer) are not used while their growth levels
+DAY_SCALE = next(i for i, (window, _, _) in enumerate(SCALES) if window == 86400.0)
+"""The day-long window's index. It and the longer ones are not used while their growth levels
 off below the limit (see ``Scale.level``): a warm-up approaching its plateau over hours
 still rises across a day, and its noise peaks carried forward at the day's rate cross
 the limit. Shorter windows are not judged so: a staircase's parts rise unevenly."""
-SETTLED_SCALE = 4
 SETTLED_SHARE = 0.25
 """The day-long window is not used while its own last third (8 hours) is flat: the
 slope inside that third under this share of the window's growth, which would have
@@ -500,10 +499,10 @@ class Forecaster:
             scale = self._scales[i]
             if scale.span <= 0.0 or scale.slope <= 0.0:
                 continue
-            if i >= LEVELLED_FROM and scale.level < self._limit:
+            if i >= DAY_SCALE and scale.level < self._limit:
                 continue
             if (
-                i == SETTLED_SCALE
+                i == DAY_SCALE
                 and scale.slope_within < SETTLED_SHARE * scale.slope
                 and scale.slope * scale.span / SEGMENTS >= STOPPED_RISE * self._limit
             ):
