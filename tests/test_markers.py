@@ -50,31 +50,59 @@ pytestmark = [
 ]
 
 
-def _hidden_ancestor(path: Path) -> Path | None:
-    """The highest directory above ``path`` that others may not enter, if any."""
-    found = None
-    for parent in reversed(path.parents):
-        if parent != Path("/") and not parent.stat().st_mode & 0o001:
-            found = parent
-            break
-    return found
+def _hidden(path: Path) -> Path | None:
+    """The highest of ``path`` and the directories above it that others may not enter."""
+    for part in [*reversed(path.parents), path]:
+        if part != Path("/") and not part.stat().st_mode & 0o001:
+            return part
+    return None
+
+
+def _expose(targets: list[Path], stage_dir: Path) -> list[str]:
+    """Shell lines (root, in the private mount namespace) that let nobody reach each of
+    ``targets``: any that sits under (or is) a directory others may not enter (pyenv's
+    Python under /root; a checkout cloned into ``mktemp -d``, 0700, with its venv) is bound
+    aside, the hidden directory is masked with an open tmpfs, and the target is bound back
+    at its own path: whole, or entry by entry when its own mode keeps others out."""
+    q = shlex.quote
+    # a target inside another comes with it (the checkout's own venv)
+    wanted = [t for t in dict.fromkeys(targets) if not any(o in t.parents for o in targets)]
+    hidden = {t: h for t in wanted if (h := _hidden(t)) is not None}
+    lines: list[str] = []
+    stages: dict[Path, Path] = {}
+    for i, target in enumerate(hidden):
+        stage = stage_dir / f"expose-{i}"
+        stage.mkdir()
+        stages[target] = stage
+        lines.append(f"mount --bind {q(str(target))} {q(str(stage))}")
+    masked: list[Path] = []
+    for h in sorted(set(hidden.values()), key=lambda p: len(p.parts)):
+        if not any(h == m or m in h.parents for m in masked):  # an outer mask hides it too
+            lines.append(f"mount -t tmpfs -o mode=0755,size=64k sentinel-mask {q(str(h))}")
+            masked.append(h)
+    for target, stage in stages.items():
+        lines.append(f"mkdir -p {q(str(target))}")
+        if target.stat().st_mode & 0o001:
+            lines.append(f"mount --bind {q(str(stage))} {q(str(target))}")
+            continue
+        for entry in sorted(target.iterdir()):
+            there = q(str(target / entry.name))
+            if entry.is_symlink():
+                lines.append(f"ln -s {q(os.readlink(entry))} {there}")
+                continue
+            lines.append(f"mkdir {there}" if entry.is_dir() else f"touch {there}")
+            lines.append(f"mount --bind {q(str(stage / entry.name))} {there}")
+    return lines
 
 
 def _setup_script(work: Path, log: Path, argv: list[str]) -> str:
     """Shell run as root inside ``unshare --mount``: mask, expose Python, drop to nobody."""
     q = shlex.quote
     lines = ["set -e"]
-    base = Path(sys.base_prefix).resolve()
-    hidden = _hidden_ancestor(base)
-    if hidden is not None:
-        stage = work.parent / "python"
-        stage.mkdir()
-        lines += [
-            f"mount --bind {q(str(base))} {q(str(stage))}",
-            f"mount -t tmpfs -o mode=0755,size=64k sentinel-mask {q(str(hidden))}",
-            f"mkdir -p {q(str(base))}",
-            f"mount --bind {q(str(stage))} {q(str(base))}",
-        ]
+    # the interpreter, and the checkout whose venv runs the tests (editable: its sources)
+    lines += _expose(
+        [Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), REPO], work.parent
+    )
     blank = work.parent / "blank"  # root's: nobody cannot chmod it
     blank.touch(mode=0)
     blank.chmod(0)
